@@ -1,0 +1,315 @@
+"""Name -> builder + model card.
+
+Every network of the zoo is a small public builder function decorated with
+:func:`register_model`, next to a :class:`ModelCard` that holds its citation and the
+numbers its paper (or the reference implementation) published::
+
+    @register_model(ModelCard(
+        name="resnet50", family="resnet", paper="Deep Residual Learning for Image Recognition",
+        authors="He, Zhang, Ren, Sun", year=2015, arxiv="1512.03385",
+        input_size=(3, 224, 224), dataset="imagenet",
+        params=Published(25_557_032, "torchvision meta"),
+        macs=Published(4.089e9, "torchvision meta _ops"),
+        top1=Published(76.13, "torchvision IMAGENET1K_V1, single crop"),
+        torchvision="resnet50",
+        idea="Residual connections ... ",
+    ))
+    def resnet50(*, num_classes: int = 1000, stride_in_3x3: bool = True) -> ResNet:
+        ...
+
+``create_model(name, **kwargs)`` and ``list_models(pattern)`` are the whole public surface;
+``model_card(name)`` returns the card.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Published",
+    "ModelCard",
+    "UnknownModelError",
+    "InputTooSmallError",
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_card",
+    "get_builder",
+    "min_input_size",
+]
+
+
+@dataclass(frozen=True)
+class Published:
+    """A number with the place it was published (``source``: e.g. "Table 6", "torchvision meta")."""
+
+    value: float
+    source: str
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Citation and published numbers of one registered network.
+
+    ``params`` are exact counts (PyTorch convention: BN affine included, running stats not),
+    ``macs`` multiply-accumulates of conv + linear layers at ``input_size``, ``top1``/``top5`` in
+    percent on ``dataset`` with the protocol named in the source.
+    """
+
+    name: str
+    family: str
+    paper: str
+    authors: str
+    year: int
+    input_size: tuple[int, int, int]
+    dataset: str  # "imagenet", "cifar10", "cifar100", "mnist"
+    idea: str
+    arxiv: str | None = None
+    num_classes: int | None = None  # default classes; derived from dataset when None
+    params: Published | None = None
+    macs: Published | None = None
+    top1: Published | None = None
+    top5: Published | None = None
+    torchvision: str | None = None  # name of the torchvision builder with the same architecture
+    timm: str | None = None
+    aux_logits: bool = False  # returns (logits, *aux) in training mode
+    notes: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def default_num_classes(self) -> int:
+        if self.num_classes is not None:
+            return self.num_classes
+        return {"imagenet": 1000, "cifar100": 100}.get(self.dataset, 10)
+
+    @property
+    def citation(self) -> str:
+        arxiv = f", arXiv:{self.arxiv}" if self.arxiv else ""
+        return f'{self.authors} ({self.year}). "{self.paper}"{arxiv}.'
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["citation"] = self.citation
+        return d
+
+
+class UnknownModelError(KeyError, ValueError):
+    """A model name that is not registered; the message suggests the closest names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+class InputTooSmallError(ValueError):
+    """An input image smaller than the network can take."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    card: ModelCard
+    torchvision_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(
+    card: ModelCard,
+    *,
+    torchvision_keys: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``builder`` under ``card.name``.
+
+    ``torchvision_keys`` maps a torchvision state_dict (of ``card.torchvision``) to this model's
+    keys; leave it out when the attribute names are already the same.
+    """
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if card.name in _REGISTRY:
+            raise ValueError(f"model name {card.name!r} is registered twice")
+        _REGISTRY[card.name] = _Entry(builder, card, torchvision_keys)
+        builder.card = card  # type: ignore[attr-defined]
+        return builder
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    # Importing the models package registers every family module in it.
+    import convatlas.models  # noqa: F401
+
+
+def _entry(name: str) -> _Entry:
+    _ensure_loaded()
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    close = difflib.get_close_matches(key, _REGISTRY, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}.{hint} `convatlas list` (or convatlas.list_models()) shows all "
+        f"{len(_REGISTRY)} registered names."
+    )
+
+
+def get_builder(name: str) -> Callable[..., nn.Module]:
+    return _entry(name).builder
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of a registered network (citation, input size, published numbers)."""
+    return _entry(name).card
+
+
+def torchvision_key_map(name: str):
+    return _entry(name).torchvision_keys
+
+
+def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (e.g. ``"resnet*"``), sorted."""
+    _ensure_loaded()
+    names = [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower())]
+    if family is not None:
+        names = [n for n in names if _REGISTRY[n].card.family == family]
+    return sorted(names)
+
+
+def _check_kwargs(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any]) -> None:
+    sig = inspect.signature(builder)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = [n for n, p in sig.parameters.items() if p.kind is not p.VAR_POSITIONAL]
+    bad = [k for k in kwargs if k not in allowed]
+    if bad:
+        raise ValueError(
+            f"{name} does not take {', '.join(repr(b) for b in bad)}; "
+            f"its variant arguments are: {', '.join(allowed) or '(none)'}"
+        )
+
+
+def create_model(name: str, num_classes: int | None = None, **variant_args: Any) -> nn.Module:
+    """Build a registered network by name, with its paper's configuration or a variant.
+
+    ``num_classes`` defaults to the card's dataset (1000 for ImageNet nets, 10 for CIFAR-10...).
+    Other keyword arguments are the variant arguments the builder's paper defines
+    (``width_mult``, ``depth``, ``growth_rate``...). The returned module is an ordinary
+    ``nn.Module``; ``model.model_name`` and ``model.variant_args`` record how it was built, and an
+    input smaller than the network can take raises :class:`InputTooSmallError`.
+    """
+    entry = _entry(name)
+    if num_classes is None:
+        num_classes = entry.card.default_num_classes
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    _check_kwargs(entry.card.name, entry.builder, {"num_classes": num_classes, **variant_args})
+    model = entry.builder(num_classes=num_classes, **variant_args)
+    model.model_name = entry.card.name
+    model.variant_args = dict(variant_args)
+    model.num_classes = num_classes
+    model.register_forward_pre_hook(_InputSizeGuard(entry.card.name, num_classes, dict(variant_args)))
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Smallest input a network takes, and a clear error below it.
+
+
+def _meta_forward(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str, str]:
+    """Run ``model`` on a meta tensor; return (ok, layer name, error) of the first failure."""
+    where: list[str] = []
+    handles = []
+    for mod_name, module in model.named_modules():
+        if mod_name:
+            handles.append(
+                module.register_forward_pre_hook(lambda m, a, n=mod_name: where.append(n))
+            )
+    try:
+        with torch.no_grad():
+            model(torch.empty(shape, device="meta"))
+        return True, "", ""
+    except Exception as exc:  # noqa: BLE001 - any failure means "too small" here
+        return False, (where[-1] if where else "(input)"), f"{type(exc).__name__}: {exc}"
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _build_meta(name: str, num_classes: int, variant_args: dict[str, Any]) -> nn.Module:
+    with torch.device("meta"):
+        model = _entry(name).builder(num_classes=num_classes, **variant_args)
+    return model.eval()
+
+
+def min_input_size(name: str, *, num_classes: int | None = None, **variant_args: Any) -> int:
+    """Smallest square input side the network accepts (found by tracing on the meta device)."""
+    entry = _entry(name)
+    channels = entry.card.input_size[0]
+    model = _build_meta(entry.card.name, num_classes or entry.card.default_num_classes, variant_args)
+    hi = max(entry.card.input_size[1:])
+    if not _meta_forward(model, (1, channels, hi, hi))[0]:
+        raise ValueError(f"{name} does not run at its own input size {hi}x{hi}")
+    lo = 0  # invariant: lo fails (or is 0), hi works
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _meta_forward(model, (1, channels, mid, mid))[0]:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+class _InputSizeGuard:
+    """Forward pre-hook: an input too small raises an error naming the layer that broke."""
+
+    def __init__(self, name: str, num_classes: int, variant_args: dict[str, Any]) -> None:
+        self.name, self.num_classes, self.variant_args = name, num_classes, variant_args
+        self.checked: set[tuple[int, ...]] = set()
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 4:
+            return
+        x = args[0]
+        key = tuple(x.shape[1:])
+        if key in self.checked or torch.compiler.is_compiling():
+            return
+        model = _build_meta(self.name, self.num_classes, self.variant_args)
+        ok, layer, error = _meta_forward(model, (1, *key))
+        if ok:
+            self.checked.add(key)
+            return
+        card = model_card(self.name)
+        channels = card.input_size[0]
+        if not _meta_forward(model, (1, *card.input_size))[0]:
+            self.checked.add(key)  # not traceable on meta: let PyTorch speak for itself
+            return
+        if key[0] != channels:
+            raise ValueError(
+                f"{self.name} expects {channels}-channel images (N, {channels}, H, W); "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        smallest = min_input_size(self.name, num_classes=self.num_classes, **self.variant_args)
+        h, w = key[1], key[2]
+        if min(h, w) >= smallest:  # square minimum passes but this shape fails: report as is
+            raise ValueError(f"{self.name} cannot take input {tuple(x.shape)}: layer {layer!r}: {error}")
+        raise InputTooSmallError(
+            f"{self.name} needs input images of at least {smallest}x{smallest} pixels; got {h}x{w}. "
+            f"It broke at layer {layer!r} ({error.splitlines()[0]})"
+        )
+
+
+def card_with(card: ModelCard, **changes: Any) -> ModelCard:
+    """A copy of ``card`` with some fields changed (for families of near-identical cards)."""
+    return replace(card, **changes)
