@@ -6,11 +6,15 @@ BIN    := $(VENV)/bin
 # the package itself accepts torch>=2.4.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install dev bench clean
+.PHONY: demo test install dev bench clean browser
+
+# The atlas end-to-end test drives Debian's headless Chromium.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PINS)
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
@@ -27,7 +31,7 @@ dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/convatlas demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 bench: $(VENV)/.installed-dev

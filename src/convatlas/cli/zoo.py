@@ -1,9 +1,15 @@
-"""`convatlas list` and `convatlas card NAME`."""
+"""`convatlas list` and `convatlas card NAME`.
+
+``list`` shows each network's parameters, MACs and receptive field *measured* by
+:mod:`convatlas.analysis` at its native input size (built on the meta device; cached), next to its
+year and published top-1; ``--published`` shows the cards' own numbers instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -20,34 +26,58 @@ def _fmt_count(value: float | None, unit: str = "") -> str:
     return f"{value:g}{unit}"
 
 
+def _rf_text(rf: tuple[float, ...] | None) -> str:
+    if not rf:
+        return "-"
+    texts = [f"{v:g}" for v in rf]
+    return texts[0] if len(set(texts)) == 1 else "x".join(texts)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, family=args.family)
     if args.format == "names":
         print("\n".join(names))
         return 0
+    measured = {}
+    errors: dict[str, str] = {}
+    if not args.published:
+        from convatlas.analysis.zoo import measure_zoo_models
+
+        measured = measure_zoo_models(names, errors)
+        for name, message in errors.items():
+            print(f"convatlas: warning: could not measure {name}: {message}", file=sys.stderr)
     rows = []
     for name in names:
         card = model_card(name)
+        m = measured.get(name)
         rows.append({
             "name": name, "family": card.family, "year": card.year,
             "input": "x".join(map(str, card.input_size)),
-            "params": card.params.value if card.params else None,
-            "macs": card.macs.value if card.macs else None,
+            "params": m.params if m else None,
+            "macs": m.macs if m else None,
+            "receptive_field": list(m.receptive_field) if m and m.receptive_field else None,
+            "published_params": card.params.value if card.params else None,
+            "published_macs": card.macs.value if card.macs else None,
             "top1": card.top1.value if card.top1 else None,
             "torchvision": card.torchvision,
+            **({"error": errors[name]} if name in errors else {}),
         })
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(title=f"convatlas zoo: {len(rows)} networks")
-    for col in ("name", "family", "year", "input", "params", "MACs", "top-1 %", "torchvision"):
-        table.add_column(col, justify="right" if col in ("params", "MACs", "top-1 %", "year") else "left")
+    source = "published" if args.published else f"measured at the native input size"
+    table = Table(title=f"convatlas zoo: {len(rows)} networks (params, MACs {source}; top-1 published)")
+    for col in ("name", "family", "year", "input", "params", "MACs", "RF", "top-1 %"):
+        table.add_column(col, justify="right" if col in ("params", "MACs", "RF", "top-1 %", "year") else "left")
     for r in rows:
+        params = r["published_params"] if args.published else r["params"]
+        macs = r["published_macs"] if args.published else r["macs"]
+        rf = "-" if args.published else _rf_text(tuple(r["receptive_field"]) if r["receptive_field"] else None)
         table.add_row(
-            r["name"], r["family"], str(r["year"]), r["input"], _fmt_count(r["params"]),
-            _fmt_count(r["macs"]), "-" if r["top1"] is None else f"{r['top1']:.1f}", r["torchvision"] or "-",
+            r["name"], r["family"], str(r["year"]), r["input"], _fmt_count(params), _fmt_count(macs), rf,
+            "-" if r["top1"] is None else f"{r['top1']:.1f}",
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
     return 0
 
 
@@ -64,6 +94,15 @@ def print_card(name: str, console: Console | None = None) -> None:
         if pub is not None:
             value = f"{pub.value:,}" if label == "params" else (_fmt_count(pub.value) if label == "MACs" else f"{pub.value}{unit}")
             console.print(f"  {label + ':':9}{value}   [dim]({pub.source})[/dim]")
+    try:
+        from convatlas.analysis.zoo import measure_zoo_model
+
+        m = measure_zoo_model(name)
+        console.print(f"  measured: params {m.params:,}, MACs {_fmt_count(m.macs)}, receptive field "
+                      f"{_rf_text(m.receptive_field)} px at {'x'.join(map(str, m.input_size))}   "
+                      f"[dim](convatlas summary {card.name})[/dim]")
+    except Exception as exc:  # noqa: BLE001 - the card is still worth printing
+        console.print(f"  measured: unavailable ({type(exc).__name__}: {exc})")
     if card.torchvision or card.timm:
         console.print(f"  same architecture: torchvision {card.torchvision or '-'}, timm {card.timm or '-'}")
     if card.notes:
@@ -72,7 +111,11 @@ def print_card(name: str, console: Console | None = None) -> None:
 
 def cmd_card(args: argparse.Namespace) -> int:
     if args.json:
-        print(json.dumps(model_card(args.name).to_dict(), indent=2, default=str))
+        data = model_card(args.name).to_dict()
+        from convatlas.analysis.zoo import measure_zoo_model
+
+        data["measured"] = measure_zoo_model(args.name).to_dict()
+        print(json.dumps(data, indent=2, default=str))
     else:
         print_card(args.name)
     return 0
@@ -83,6 +126,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'resnet*'")
     p.add_argument("--family", help="only this family (e.g. resnet, vgg)")
     p.add_argument("--format", choices=("table", "json", "names"), default="table")
+    p.add_argument("--published", action="store_true",
+                   help="show the cards' published params/MACs instead of measuring (no tracing)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("card", help="print a network's model card (citation and published numbers)")

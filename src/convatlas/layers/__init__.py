@@ -8,12 +8,32 @@ from convatlas.layers.basic import (
     StochasticDepth,
     make_divisible,
 )
+from convatlas.layers.special import (
+    DepthwiseSeparableConv2d,
+    DilatedConv2d,
+    GroupedConv2d,
+    SpatiallySeparableConv2d,
+    TransposedConv2d,
+    bilinear_kernel,
+    separate_kernel,
+)
+from convatlas.layers.unpool import BedOfNailsUnpool2d, MaxUnpool2d, NearestUnpool2d
 
 __all__ = [
+    "BedOfNailsUnpool2d",
     "ConvNormAct",
+    "DepthwiseSeparableConv2d",
+    "DilatedConv2d",
     "GlobalAvgPool2d",
+    "GroupedConv2d",
     "LocalResponseNorm",
+    "MaxUnpool2d",
+    "NearestUnpool2d",
+    "SpatiallySeparableConv2d",
     "SqueezeExcitation",
     "StochasticDepth",
+    "TransposedConv2d",
+    "bilinear_kernel",
     "make_divisible",
+    "separate_kernel",
 ]

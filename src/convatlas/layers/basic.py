@@ -3,6 +3,7 @@ stochastic depth, global average pooling, channel rounding."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import torch
@@ -57,7 +58,7 @@ class ConvNormAct(nn.Sequential):
             layers["bn"] = norm(out_channels)
         if act is not None:
             layers["act"] = act()
-        super().__init__(layers)
+        super().__init__(OrderedDict(layers))
         self.in_channels, self.out_channels = in_channels, out_channels
 
 

@@ -1,0 +1,276 @@
+"""Training speed and the default recipe's accuracy, in one run.
+
+    python benchmarks/bench_train.py                 # all three parts, CPU (2 threads) or the GPU
+    python benchmarks/bench_train.py --parts lenet   # only part 1
+
+1. **Default recipe.** ``convatlas train lenet5`` with no other arguments on the embedded digits,
+   for three seeds: test accuracy (mean of the seeds) and training seconds (the goal: >= 98.5%
+   in under 30 s on 2 CPU cores). ``lenet5_modern`` alongside.
+2. **Training images/s.** The convatlas trainer on convatlas networks against the torchvision
+   network of the same architecture in a plain PyTorch loop (no augmentation on either side,
+   the same batch size, input size, optimiser; on CUDA both use bf16 autocast and
+   channels_last). The images are random, held in memory.
+3. **Augmentation cost per epoch.** CIFAR-style random crop (pad 4) + horizontal flip +
+   normalisation of 10,000 32x32 RGB images: convatlas's batched augmentation on the device
+   against torchvision's ``DataLoader`` with per-image transforms (0 and 2 workers).
+
+Figures go to ``benchmarks/results/bench_train-<device>.json``; ratios are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import pickle
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import convatlas
+from convatlas.data import AugmentConfig, BatchPipeline, EpochBatches
+from convatlas.train import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SPEED_MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1", "densenet121"]
+
+
+def _quiet_train(model: str, **kwargs) -> dict:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return train(model, quiet=True, **kwargs).summary
+
+
+# --------------------------------------------------------------------------------------------
+# 1. the default recipe
+
+
+def bench_default_recipe(models: list[str], seeds: list[int], workdir: Path) -> dict:
+    results = {}
+    for model in models:
+        runs = []
+        for seed in seeds:
+            s = _quiet_train(model, seed=seed, out=workdir / f"{model}-seed{seed}")
+            runs.append({"seed": seed, "test_acc": s["test_acc"], "train_seconds": s["train_seconds"],
+                         "wall_seconds": s["wall_seconds"], "images_per_second": s["images_per_second"]})
+            print(f"  {model} seed {seed}: test accuracy {s['test_acc']:.2%}, {s['train_seconds']:.1f} s training "
+                  f"({s['images_per_second']:,.0f} img/s), {s['wall_seconds']:.1f} s in all", flush=True)
+        mean_acc = statistics.mean(r["test_acc"] for r in runs)
+        mean_time = statistics.mean(r["train_seconds"] for r in runs)
+        results[model] = {"runs": runs, "mean_test_acc": mean_acc, "mean_train_seconds": mean_time,
+                          "max_train_seconds": max(r["train_seconds"] for r in runs)}
+        print(f"{model}: mean test accuracy {mean_acc:.2%} over seeds {seeds}, mean {mean_time:.1f} s training "
+              f"(goal: >= 98.50% in < 30 s)", flush=True)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# 2. images/s against torchvision in a plain loop
+
+
+def _write_random_cifar(folder: Path, n_train: int, n_test: int, seed: int = 0) -> None:
+    rng = np.random.RandomState(seed)
+    base = folder / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    per = n_train // 5
+    for i in range(1, 6):
+        with open(base / f"data_batch_{i}", "wb") as f:
+            pickle.dump({"data": rng.randint(0, 256, (per, 3072), dtype=np.uint8),
+                         "labels": list(rng.randint(0, 10, per))}, f)
+    with open(base / "test_batch", "wb") as f:
+        pickle.dump({"data": rng.randint(0, 256, (n_test, 3072), dtype=np.uint8),
+                     "labels": list(rng.randint(0, 10, n_test))}, f)
+    with open(base / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
+
+
+def _plain_loop_images_per_second(model: torch.nn.Module, device: torch.device, image_size: int, batch_size: int,
+                                  steps: int, warmup: int, cuda_tricks: bool) -> float:
+    """The loop everybody writes: batches already in memory, SGD, cross-entropy."""
+    model.to(device).train()
+    if cuda_tricks:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device)
+    if cuda_tricks:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda_tricks else contextlib.nullcontext
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+        with autocast():
+            out = model(x)
+        if isinstance(out, tuple):
+            out = out[0]
+        loss = F.cross_entropy(out.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def bench_speed(models: list[str], device: torch.device, image_size: int, batch_size: int, steps: int,
+                workdir: Path) -> dict:
+    import torchvision
+
+    data_dir = workdir / "random_cifar"
+    _write_random_cifar(data_dir, n_train=steps * batch_size, n_test=batch_size)
+    on_cuda = device.type == "cuda"
+    results = {}
+    for name in models:
+        card = convatlas.model_card(name)
+        size = max(image_size, convatlas.min_input_size(name))
+        summary = _quiet_train(
+            name, data="cifar10", data_root=str(data_dir), image_size=size, fit="resize", epochs=2,
+            batch_size=batch_size, lr=0.01, schedule="constant", device=str(device), out=workdir / f"speed-{name}",
+            affine_degrees=0, affine_translate=0, affine_scale=0, eval_every=2, download=False,
+        )
+        metrics = [json.loads(line) for line in (workdir / f"speed-{name}" / "metrics.jsonl").read_text().splitlines()]
+        ours = metrics[-1]["images_per_second"]  # the second epoch: warmed up
+        torch.manual_seed(0)
+        builder = getattr(torchvision.models, card.torchvision)
+        kwargs = {"aux_logits": False, "init_weights": True} if card.torchvision == "googlenet" else {}
+        reference = builder(num_classes=10, **kwargs)
+        theirs = _plain_loop_images_per_second(reference, device, size, batch_size, steps, warmup=3,
+                                               cuda_tricks=on_cuda)
+        results[name] = {"torchvision": card.torchvision, "image_size": size, "batch_size": batch_size,
+                         "convatlas_images_per_second": ours, "torchvision_plain_loop_images_per_second": theirs,
+                         "ratio": ours / theirs}
+        print(f"  {name:<14} at {size}x{size}, batch {batch_size}: convatlas trainer {ours:8,.0f} img/s, "
+              f"torchvision {card.torchvision} in a plain loop {theirs:8,.0f} img/s, ratio {ours / theirs:.2f}",
+              flush=True)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# 3. augmentation cost per epoch
+
+
+def bench_augmentation(device: torch.device, n: int = 10_000, batch_size: int = 256) -> dict:
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    images = torch.from_numpy(rng.randint(0, 256, (n, 3, 32, 32), dtype=np.uint8))
+    labels = torch.from_numpy(rng.randint(0, 10, n)).long()
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+    pipeline = BatchPipeline(mean=mean, std=std, channels=3, num_classes=10, device=device,
+                             augment=AugmentConfig(crop_padding=4, hflip=True))
+    on_device, on_device_labels = images.to(device), labels.to(device)
+    batches = EpochBatches(n, batch_size)
+
+    def batched_epoch(epoch: int) -> None:
+        for idx in batches.epoch(epoch):
+            idx = idx.to(device)
+            x, _ = pipeline.train_batch(on_device[idx], on_device_labels[idx])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    class PilImages(Dataset):  # what torchvision.datasets.CIFAR10 hands its transforms
+        def __init__(self) -> None:
+            self.hwc = images.permute(0, 2, 3, 1).numpy()
+            self.transform = transforms.Compose([
+                transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                transforms.Normalize(mean, std),
+            ])
+
+        def __len__(self) -> int:
+            return n
+
+        def __getitem__(self, i: int):
+            return self.transform(Image.fromarray(self.hwc[i])), int(labels[i])
+
+    def loader_epoch(workers: int) -> None:
+        loader = DataLoader(PilImages(), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                            pin_memory=device.type == "cuda", persistent_workers=False)
+        for x, y in loader:
+            x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def timed(fn, *args) -> float:
+        fn(*args)  # warm-up epoch
+        start = time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - start
+
+    ours = timed(batched_epoch, 1)
+    result = {"images": n, "batch_size": batch_size, "convatlas_batched_seconds": ours}
+    print(f"  convatlas batched augmentation on {device}: {ours:.3f} s per epoch of {n:,} images", flush=True)
+    for workers in (0, 2):
+        theirs = timed(loader_epoch, workers)
+        result[f"torchvision_dataloader_{workers}_workers_seconds"] = theirs
+        result[f"speedup_vs_{workers}_workers"] = theirs / ours
+        print(f"  torchvision DataLoader, per-image transforms, {workers} workers: {theirs:.3f} s per epoch "
+              f"-> convatlas is {theirs / ours:.1f}x faster", flush=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["lenet", "speed", "augment"],
+                        choices=["lenet", "speed", "augment"])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the goal is stated for 2 cores)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lenet-models", nargs="+", default=["lenet5", "lenet5_modern"])
+    parser.add_argument("--speed-models", nargs="+", default=SPEED_MODELS)
+    parser.add_argument("--image-size", type=int, help="input side for part 2 (default: 64 on CPU, 224 on CUDA)")
+    parser.add_argument("--batch-size", type=int, help="batch for part 2 (default: 32 on CPU, 128 on CUDA)")
+    parser.add_argument("--steps", type=int, help="measured steps for part 2 (default: 8 on CPU, 50 on CUDA)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    on_cuda = device.type == "cuda"
+    report: dict = {
+        "device": torch.cuda.get_device_name(device) if on_cuda else f"cpu ({args.threads} threads)",
+        "torch": str(torch.__version__), "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    with tempfile.TemporaryDirectory(prefix="convatlas-bench-") as tmp:
+        workdir = Path(tmp)
+        if "lenet" in args.parts:
+            print("1. default recipe on the embedded digits (`convatlas train MODEL`, no other arguments)", flush=True)
+            report["default_recipe"] = bench_default_recipe(args.lenet_models, args.seeds, workdir)
+        if "speed" in args.parts:
+            size = args.image_size or (224 if on_cuda else 64)
+            batch = args.batch_size or (128 if on_cuda else 32)
+            steps = args.steps or (50 if on_cuda else 8)
+            print(f"2. training images/s on {report['device']}: convatlas trainer vs torchvision in a plain loop",
+                  flush=True)
+            report["speed"] = bench_speed(args.speed_models, device, size, batch, steps, workdir)
+        if "augment" in args.parts:
+            print("3. augmentation cost per epoch (crop 4 + flip + normalise, 10,000 32x32 RGB images)", flush=True)
+            report["augmentation"] = bench_augmentation(device)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench_train-{'cuda' if on_cuda else 'cpu'}.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    previous.update(report)
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(previous, indent=2) + "\n")
+    tmp_out.replace(out)
+    print(f"figures written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`convatlas compare` and `convatlas atlas`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from convatlas.cli import CliError
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.published:
+        from convatlas.compare.published import compare_published
+
+        written = compare_published(args.out, names=args.models or None)
+        for kind, paths in written.items():
+            print(f"{kind}: {', '.join(str(p) for p in paths)}")
+        return 0
+    if not args.models:
+        raise CliError("name the networks to compare (e.g. `convatlas compare lenet5 resnet20 --data digits`), "
+                       "or pass --published for the zoo's published results")
+    from convatlas.compare.runs import compare_models
+
+    result = compare_models(
+        args.models, data=args.data, epochs=args.epochs, recipe=args.recipe, image_size=args.image_size,
+        out=args.out, seed=args.seed, quiet=args.quiet, latency_batch=args.latency_batch,
+    )
+    result.print()
+    return 0
+
+
+def cmd_atlas(args: argparse.Namespace) -> int:
+    from convatlas.compare.atlas import build_atlas
+
+    index = build_atlas(args.out, runs=args.runs, names=args.models or None)
+    print(f"atlas written: {index}  (open it in a browser; it works offline)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare networks: accuracy vs operations vs parameters",
+        description="Train and measure networks on a dataset (cached per network in run directories; "
+                    "an interrupted comparison resumes), or chart the zoo's published results (--published).",
+    )
+    p.add_argument("models", nargs="*", help="registered network names")
+    p.add_argument("--published", action="store_true", help="chart the published ImageNet results of the zoo")
+    p.add_argument("--data", default="digits", help="dataset name or folder (default: the embedded digits)")
+    p.add_argument("--epochs", type=int, help="epochs per network (default: the trainer's default for the model)")
+    p.add_argument("--recipe", help="a recipe YAML applied to every network")
+    p.add_argument("--image-size", type=int, help="resize images to this side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--latency-batch", type=int, default=32, help="the larger batch for latency (default 32)")
+    p.add_argument("--out", "-o", type=Path, default=None, help="output folder (default runs/compare or runs/published)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_with_default_out(cmd_compare))
+
+    p = sub.add_parser("atlas", help="write the HTML atlas of every network (works offline)")
+    p.add_argument("--out", "-o", type=Path, default=Path("atlas"), help="output folder (default ./atlas)")
+    p.add_argument("--runs", type=Path, help="a folder of `convatlas compare` results to add")
+    p.add_argument("models", nargs="*", help="only these networks (default: all)")
+    p.set_defaults(func=cmd_atlas)
+
+
+def _with_default_out(func):
+    def run(args: argparse.Namespace) -> int:
+        if args.out is None:
+            args.out = Path("runs") / ("published" if args.published else "compare")
+        return func(args)
+
+    return run

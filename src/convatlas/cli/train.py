@@ -1,0 +1,165 @@
+"""`convatlas train`, `convatlas eval` and `convatlas predict`: thin wrappers over
+:func:`convatlas.train.train`, :func:`~convatlas.train.evaluate` and :func:`~convatlas.train.predict`.
+
+Every key of :class:`~convatlas.train.TrainConfig` is a flag (``lr`` -> ``--lr``,
+``crop_padding`` -> ``--crop-padding``, booleans as ``--hflip`` / ``--no-hflip``); a flag given
+on the command line wins over the recipe file, which wins over the defaults. Under
+``torchrun --nproc-per-node N -m convatlas train ...`` every process runs this command and
+trains its share (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from convatlas.cli import CliError
+
+
+def _flag_type(annotation: str, default: Any) -> tuple[str, Any]:
+    """(kind, python type) of a TrainConfig field, from its annotation."""
+    text = str(annotation)
+    if text.startswith("bool"):
+        return "bool", bool
+    if text.startswith("list"):
+        return "list", float
+    for name, kind in (("int", int), ("float", float), ("str", str)):
+        if text.startswith(name):
+            return "scalar", kind
+    return "scalar", type(default) if default not in (None, MISSING) else str
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    from convatlas.train.config import TrainConfig
+
+    group = parser.add_argument_group("training configuration (defaults: the lenet5-on-digits recipe)")
+    for f in fields(TrainConfig):
+        if f.name in ("model", "variant_args"):
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        kind, kind_type = _flag_type(f.type, default)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if "default" not in help_text:
+            help_text += f" (default: {default})"
+        if kind == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind == "list":
+            group.add_argument(flag, dest=f.name, nargs="*", type=kind_type, default=None, metavar="X", help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=kind_type, default=None, help=help_text,
+                               choices=f.metadata.get("choices"))
+
+
+def _parse_variants(items: list[str] | None) -> dict[str, Any]:
+    variants: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--variant takes KEY=VALUE (e.g. --variant depth=56), got {item!r}")
+        variants[key.strip()] = yaml.safe_load(value)
+    return variants
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from convatlas.train import TrainingDiverged, train
+    from convatlas.train.config import config_keys
+
+    overrides = {k: getattr(args, k) for k in config_keys() if getattr(args, k, None) is not None}
+    overrides.pop("model", None)
+    variants = _parse_variants(args.variant)
+    if variants:
+        overrides["variant_args"] = variants
+    if args.model is None and args.recipe is None and args.resume is None:
+        raise CliError("name a model (e.g. `convatlas train lenet5`), a --recipe or a run to --resume; "
+                       "`convatlas list` shows the models")
+    try:
+        train(args.model, recipe=args.recipe, out=args.out, resume=args.resume, **overrides)
+    except TrainingDiverged as exc:
+        print(f"convatlas: training stopped: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from convatlas.train import evaluate, load_run, plot_confusion
+    from convatlas.train.rundir import write_json
+
+    loaded = load_run(args.run_dir, args.which)
+    report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size)
+    run_dir = Path(args.run_dir)
+    write_json(run_dir / "eval.json", {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
+                                       "data": args.data or loaded.config.get("data"), **report.to_dict()})
+    png = plot_confusion(report, run_dir / "confusion.png",
+                         f"{loaded.config.get('model')} on {loaded.dataset_name}: top-1 {report.top1:.2%}")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    console = Console()
+    console.print(f"[bold]{loaded.config.get('model')}[/bold] ({loaded.checkpoint.name}, epoch {loaded.epoch}) on "
+                  f"{report.count} test images of {loaded.dataset_name}: top-1 [bold]{report.top1:.2%}[/bold], "
+                  f"top-5 {report.top5:.2%}, loss {report.loss:.4f}")
+    table = Table(title="per-class accuracy")
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    table.add_column("images", justify="right")
+    for i, (name, acc) in enumerate(report.per_class.items()):
+        table.add_row(name, f"{acc:.2%}", str(int(report.confusion[i].sum())))
+    console.print(table)
+    console.print(f"confusion matrix: {png}\nfigures: {run_dir / 'eval.json'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from convatlas.train import predict
+
+    predictions = predict(args.run_dir, args.images, topk=args.topk, which=args.which)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+        return 0
+    for p in predictions:
+        ranked = ", ".join(f"{c} {prob:.1%}" for c, prob in zip(p.classes, p.probabilities))
+        print(f"{p.source}: {ranked}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a network (default: on the embedded MNIST digits)",
+        description="Train a registered network and write a run directory (config.yaml, summary.json, "
+                    "metrics.csv, checkpoints/, curves.png). Works under torchrun for several processes.",
+    )
+    p.add_argument("model", nargs="?", help="registered model name (`convatlas list`)")
+    p.add_argument("--recipe", help="YAML file of configuration keys, e.g. recipes/resnet20_cifar10.yaml")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-<data>-<time>)")
+    p.add_argument("--variant", action="append", metavar="KEY=VALUE",
+                   help="a variant argument of the model, e.g. --variant pool=avg (repeatable)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run: top-1, top-5, per-class accuracy, confusion matrix")
+    p.add_argument("run_dir")
+    p.add_argument("--which", default="best", help="checkpoint: best, last or a path (default: best)")
+    p.add_argument("--data", help="evaluate on this dataset's test split instead of the run's")
+    p.add_argument("--data-root", help="folder of --data's files")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--which", default="best", help="checkpoint: best, last or a path (default: best)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)

@@ -1,0 +1,204 @@
+"""Which pixels a class score depends on: saliency, guided backpropagation and Grad-CAM.
+
+* **Saliency** (Simonyan, Vedaldi & Zisserman, 2013, "Deep Inside Convolutional Networks",
+  arXiv:1312.6034, Sec. 3.1): the gradient of the class score ``S_c`` (the logit, before the
+  softmax) with respect to the image, ``w = dS_c/dI``; the map is ``M_ij = max_channel |w_ij|``.
+* **Guided backpropagation** (Springenberg, Dosovitskiy, Brox & Riedmiller, 2014, "Striving for
+  Simplicity: The All Convolutional Net", arXiv:1412.6806, Sec. 3.4): the same gradient, but every
+  ReLU passes back only positive gradients through positive inputs,
+  ``R_in = [x > 0] * max(R_out, 0)`` -- the ReLU rules of backpropagation (``[x > 0]``) and of the
+  deconvnet (``max(R_out, 0)``) at once. It needs the ReLUs to be ``nn.ReLU`` modules.
+* **Grad-CAM** (Selvaraju et al., 2017, "Grad-CAM: Visual Explanations from Deep Networks via
+  Gradient-based Localization", arXiv:1610.02391, Eq. 1-2): for the feature maps ``A^k`` of a
+  convolutional layer, ``alpha_k = mean_ij dS_c/dA^k_ij`` and
+  ``L = ReLU(sum_k alpha_k A^k)``, upsampled bilinearly to the image.
+
+All three work for any network that returns class scores (a tuple output counts its first item).
+``target=None`` explains the class the network predicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convatlas.viz.source import get_layer
+
+__all__ = ["SaliencyResult", "GradCamResult", "saliency", "guided_backprop", "gradcam", "default_cam_layer",
+           "predict"]
+
+
+@dataclass
+class SaliencyResult:
+    """``gradient`` (C, H, W) of the class score with respect to the input; ``saliency`` (H, W)
+    its largest magnitude over channels; ``score`` the logit of ``target``."""
+
+    gradient: torch.Tensor
+    saliency: torch.Tensor
+    target: int
+    score: float
+    guided: bool
+
+
+@dataclass
+class GradCamResult:
+    """``heatmap`` (H, W) at the input's size and ``low_res`` (h, w) at the layer's size, both
+    ``ReLU(sum_k alpha_k A^k)`` (not rescaled); ``weights`` the ``alpha_k``."""
+
+    heatmap: torch.Tensor
+    low_res: torch.Tensor
+    weights: torch.Tensor
+    layer: str
+    target: int
+    score: float
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ValueError(
+            f"{type(model).__name__} must return class scores (N, classes) for this method, got "
+            f"{type(out).__name__}{'' if not isinstance(out, torch.Tensor) else tuple(out.shape)}"
+        )
+    return out
+
+
+def _check_input(x: torch.Tensor, method: str) -> None:
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"{method} takes one image of shape (1, C, H, W), got {tuple(x.shape)}")
+
+
+def _target(logits: torch.Tensor, target: int | None) -> int:
+    classes = logits.shape[1]
+    if target is None:
+        return int(logits[0].argmax())
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < classes:
+        raise ValueError(f"target class must be an integer in 0..{classes - 1}, got {target!r}")
+    return target
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, classes): the softmax of the network's scores."""
+    with torch.no_grad():
+        return _logits(model, x).softmax(dim=1)
+
+
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward lets through only positive gradients, ``max(R, 0)``.
+
+    Placed right after a ReLU, whose own backward multiplies by ``[x > 0]``, it turns the pair
+    into guided backpropagation's rule ``[x > 0] * max(R, 0)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return grad.clamp(min=0)
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, target: int | None, guided: bool) -> SaliencyResult:
+    handles = []
+    if guided:
+        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+        if not relus:
+            raise ValueError(
+                f"guided backpropagation changes the backward pass of the network's ReLU modules, and "
+                f"{type(model).__name__} has no nn.ReLU module (does it call F.relu?)"
+            )
+        handles = [m.register_forward_hook(lambda m, i, o: _PositiveGradient.apply(o)) for m in relus]
+    try:
+        image = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = _logits(model, image)
+            target = _target(logits, target)
+            score = logits[0, target]
+            (gradient,) = torch.autograd.grad(score, image)
+    finally:
+        for h in handles:
+            h.remove()
+    gradient = gradient[0]
+    return SaliencyResult(gradient, gradient.abs().amax(dim=0), target, float(score.detach()), guided)
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> SaliencyResult:
+    """Simonyan et al.'s image-specific class saliency: ``max_c |dS_target/dI|`` for ``x`` (1, C, H, W)."""
+    _check_input(x, "saliency")
+    return _input_gradient(model, x, target, guided=False)
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: int | None = None) -> SaliencyResult:
+    """Springenberg et al.'s guided backpropagation of the score of ``target`` to ``x`` (1, C, H, W)."""
+    _check_input(x, "guided backpropagation")
+    return _input_gradient(model, x, target, guided=True)
+
+
+def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The last layer to finish in the forward pass whose output is a stack of feature maps
+    larger than 1x1 (the last convolutional block), adaptive pooling excluded."""
+    finished: list[str] = []
+    handles = []
+    for name, module in model.named_modules():
+        if not name or isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            continue
+        handles.append(module.register_forward_hook(
+            lambda m, i, o, n=name: finished.append(n)
+            if isinstance(o, torch.Tensor) and o.dim() == 4 and o.shape[2] * o.shape[3] > 1 else None
+        ))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not finished:
+        raise ValueError(f"{type(model).__name__} has no layer with feature maps larger than 1x1 for this input")
+    return finished[-1]
+
+
+def gradcam(model: nn.Module, x: torch.Tensor, layer: str | None = None, target: int | None = None) -> GradCamResult:
+    """Grad-CAM of class ``target`` at ``layer`` (default: :func:`default_cam_layer`) for ``x`` (1, C, H, W).
+
+    A layer called several times in one forward pass (a ReLU shared inside a residual block)
+    uses its last call.
+    """
+    _check_input(x, "Grad-CAM")
+    layer = layer or default_cam_layer(model, x)
+    module = get_layer(model, layer)
+    activations: list[torch.Tensor] = []
+    gradients: dict[int, torch.Tensor] = {}
+
+    def hook(_m: nn.Module, _i: tuple, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ValueError(f"Grad-CAM needs feature maps (N, C, H, W) at layer {layer!r}, got {shape}")
+        call = len(activations)
+        activations.append(output.detach().clone())
+        output.register_hook(lambda g: gradients.__setitem__(call, g))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        image = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = _logits(model, image)
+            target = _target(logits, target)
+            score = logits[0, target]
+            torch.autograd.grad(score, image)
+    finally:
+        handle.remove()
+    if not activations:
+        raise ValueError(f"layer {layer!r} is not used in the forward pass of {type(model).__name__}")
+    last = len(activations) - 1
+    features = activations[last][0]
+    gradient = gradients.get(last, torch.zeros_like(activations[last]))[0]
+    weights = gradient.mean(dim=(1, 2))                                    # alpha_k
+    low_res = F.relu((weights[:, None, None] * features).sum(dim=0))       # ReLU(sum_k alpha_k A^k)
+    heatmap = F.interpolate(low_res[None, None], size=x.shape[2:], mode="bilinear", align_corners=False)[0, 0]
+    return GradCamResult(heatmap, low_res, weights, layer, target, float(score.detach()))

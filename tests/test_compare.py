@@ -1,0 +1,85 @@
+"""The comparison charts and tables: data equal to the cards and the analysis, files written,
+cached and resumed comparisons."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import convatlas
+from convatlas.compare.chart import Point, bubble_chart, size_legend_values
+from convatlas.compare.published import compare_published, published_points
+from convatlas.compare.runs import measure_latency
+
+
+def _is_real_png(path, min_side=300):
+    with Image.open(path) as im:
+        im.load()
+        arr = torch.tensor(list(im.convert("L").getdata()), dtype=torch.float32)
+        return im.size[0] >= min_side and im.size[1] >= min_side and arr.std() > 5  # not a blank canvas
+
+
+def test_bubble_chart_writes_png_and_svg(tmp_path):
+    pts = [Point("a", "f1", 1_000_000, 2_000_000_000, 70.0), Point("b", "f2", 60_000_000, 700_000_000, 57.0),
+           Point("c", "f1", 138_000_000, 15_000_000_000, 71.5), Point("d", "f2", 5_000, 400_000, None)]
+    png, svg = bubble_chart(pts, tmp_path / "chart")
+    assert png.suffix == ".png" and svg.suffix == ".svg"
+    assert _is_real_png(png)
+    text = svg.read_text()
+    for name in ("a", "b", "c"):
+        assert f">{name}<" in text or f"{name}</" in text  # every labelled point is in the drawing
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_bubble_chart_rejects_points_without_accuracy(tmp_path):
+    with pytest.raises(ValueError, match="no point has an accuracy"):
+        bubble_chart([Point("x", "f", 10, 10, None)], tmp_path / "c")
+    with pytest.raises(ValueError, match="x must be"):
+        bubble_chart([Point("x", "f", 10, 10, 1.0)], tmp_path / "c", x="params")
+
+
+def test_size_legend_spans_the_data():
+    values = size_legend_values([60_000, 1_200_000, 144_000_000])
+    assert values[0] >= 60_000 and values[-1] <= 144_000_000
+    assert values == sorted(values) and len(values) <= 4
+
+
+def test_published_points_equal_cards_and_analysis():
+    points = published_points()
+    names = {p.name for p in points}
+    expected = {n for n in convatlas.list_models()
+                if convatlas.model_card(n).top1 is not None and convatlas.model_card(n).dataset == "imagenet"}
+    assert names == expected and len(names) >= 10
+    for p in points:
+        card = convatlas.model_card(p.name)
+        assert p.accuracy == pytest.approx(card.top1.value)
+        with torch.device("meta"):
+            model = convatlas.create_model(p.name)
+        assert p.params == sum(t.numel() for t in model.parameters())
+        report = convatlas.summary(model, card.input_size)
+        assert p.macs == report.total_macs
+
+
+def test_compare_published_writes_chart_and_tables(tmp_path):
+    names = [n for n in ("alexnet", "vgg16", "resnet50", "googlenet", "mobilenet_v2") if n in convatlas.list_models()]
+    written = compare_published(tmp_path, names=names)
+    png = [p for p in written["chart"] if p.suffix == ".png"][0]
+    assert _is_real_png(png)
+    rows = list(csv.DictReader(open(tmp_path / "published_table.csv")))
+    assert [r["name"] for r in rows] == sorted(names, key=lambda n: int(next(x["macs"] for x in rows if x["name"] == n)))
+    for r in rows:
+        assert float(r["accuracy"]) == pytest.approx(convatlas.model_card(r["name"]).top1.value)
+    md = (tmp_path / "published_table.md").read_text()
+    assert all(f"| {n} |" in md for n in names)
+
+
+def test_latency_is_positive_and_checks_batch():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    model(torch.randn(1, 1, 8, 8))
+    assert measure_latency(model, (1, 8, 8), batch=1, repeats=3) > 0
+    with pytest.raises(ValueError, match="batch"):
+        measure_latency(model, (1, 8, 8), batch=0)
