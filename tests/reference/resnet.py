@@ -27,6 +27,7 @@ PARAMS: dict[str, tuple[int, str]] = {
     "resnet152_v1": (60_192_808, _TV + " of resnet152 (section 20.1)"),
     # ResNet, CIFAR-10, option A (section 9; paper Table 6: 0.27M, 0.46M, 0.66M, 0.85M, 1.7M, 19.4M)
     "resnet20": (269_722, "paper-numbers.md section 9 [C]; Table 6: 0.27M"),
+    "resnet_cifar": (269_722, "default depth 20 = resnet20: paper-numbers.md section 9 [C]; Table 6: 0.27M"),
     "resnet32": (464_154, "paper-numbers.md section 9 [C]; Table 6: 0.46M"),
     "resnet44": (658_586, "paper-numbers.md section 9 [C]; Table 6: 0.66M"),
     "resnet56": (853_018, "paper-numbers.md section 9 [C]; Table 6: 0.85M"),
@@ -88,6 +89,7 @@ MACS: dict[str, tuple[float, float, str]] = {
     "resnet101_v1": _macs(7.570e9, 1e6, "paper-numbers.md section 8 [C]; paper Table 1: 7.6e9"),
     "resnet152_v1": _macs(11.282e9, 1e6, "paper-numbers.md section 8 [C]; paper Table 1: 11.3e9"),
     "resnet20": _macs(40.6e6, 1e5, "paper-numbers.md section 9 [C]"),
+    "resnet_cifar": _macs(40.6e6, 1e5, "default depth 20 = resnet20, paper-numbers.md section 9 [C]"),
     "resnet32": _macs(68.9e6, 1e5, "paper-numbers.md section 9 [C]"),
     "resnet44": _macs(97.2e6, 1e5, "paper-numbers.md section 9 [C]"),
     "resnet56": _macs(125.5e6, 1e5, "paper-numbers.md section 9 [C]"),

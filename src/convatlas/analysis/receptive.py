@@ -25,15 +25,16 @@ Operators that rearrange the spatial axes in ways not modelled here make the fie
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 aten = torch.ops.aten
 
-__all__ = ["Field", "GLOBAL", "UNKNOWN", "input_field", "propagate", "FIELD_ATTR", "span"]
+__all__ = ["Field", "GLOBAL", "UNKNOWN", "input_field", "propagate", "rule_for", "FIELD_ATTR", "span"]
 
 FIELD_ATTR = "_convatlas_field"
 
@@ -283,15 +284,25 @@ def propagate(func: Any, args: tuple, tensors_in: list[tuple[torch.Tensor, Any]]
               nsp: int) -> Any:
     """The field of ``func``'s output, given the fields of its inputs that carry one
     (``tensors_in`` = [(tensor, field)]); the caller stores it on every output tensor."""
+    return _propagate(func, _WINDOWED.get(func), func in _REDUCTIONS, args, tensors_in, outputs, nsp)
+
+
+def rule_for(func: Any) -> Callable[[tuple, list, list, int], Any]:
+    """:func:`propagate` for one operator, its rule looked up once (called as
+    ``rule(args, tensors_in, outputs, nsp)``)."""
+    return functools.partial(_propagate, func, _WINDOWED.get(func), func in _REDUCTIONS)
+
+
+def _propagate(func: Any, rule: Any, reduction: bool, args: tuple, tensors_in: list[tuple[torch.Tensor, Any]],
+               outputs: list[torch.Tensor], nsp: int) -> Any:
     main = args[0] if args and isinstance(args[0], torch.Tensor) else None
     out = outputs[0]
-    rule = _WINDOWED.get(func)
     if rule is not None and main is not None:
         field = getattr(main, FIELD_ATTR, None)
         if isinstance(field, Field):
             return rule(field, args, nsp, out)
         return field if field is not None else UNKNOWN
-    if func in _REDUCTIONS and main is not None and isinstance(getattr(main, FIELD_ATTR, None), Field):
+    if reduction and main is not None and isinstance(getattr(main, FIELD_ATTR, None), Field):
         if _reduces_space(func, args, nsp):
             return GLOBAL
     # everything else: element-wise, joins, views, normalisation, matrix products...

@@ -331,6 +331,15 @@ def _constant_pad(args: tuple, kwargs: dict):
     return _new(shape, x.dtype, x)
 
 
+def _empty(args: tuple, kwargs: dict):
+    """``torch.empty(size, dtype=...)``: batch norm asks for an empty reserve on every call."""
+    size = list(args[0])
+    if (kwargs.get("layout") not in (None, torch.strided) or kwargs.get("pin_memory")
+            or kwargs.get("memory_format") not in (None, torch.contiguous_format) or any(s < 0 for s in size)):
+        return NOT_HANDLED
+    return _new(size, kwargs.get("dtype") or torch.get_default_dtype())
+
+
 def _same_shape(args: tuple, kwargs: dict):
     return _same_as(args[0])
 
@@ -415,6 +424,7 @@ _HANDLERS: dict[Any, Callable[[tuple, dict], Any]] = {
     aten.upsample_bicubic2d.default: _upsample,
     aten.upsample_bicubic2d.vec: _upsample,
     aten.constant_pad_nd.default: _constant_pad,
+    aten.empty.memory_format: _empty,
     aten._softmax.default: _same_shape,
     aten._log_softmax.default: _same_shape,
     aten.hardswish.default: _same_shape,

@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from convatlas.analysis import costs, shapes
-from convatlas.analysis.receptive import FIELD_ATTR, GLOBAL, UNKNOWN, Field, input_field, propagate, span
+from convatlas.analysis import costs, receptive, shapes
+from convatlas.analysis.receptive import FIELD_ATTR, GLOBAL, UNKNOWN, Field, input_field, span
 from convatlas.analysis.shapes import OutputTooSmallError
 from convatlas.registry import InputTooSmallError
 
@@ -127,17 +127,20 @@ _ALLOCATES: dict[Any, bool] = {}
 class _OpInfo:
     """What the tracer needs to know about one operator, looked up once per operator."""
 
-    __slots__ = ("name", "shape", "cost", "allocates", "structural")
+    __slots__ = ("func", "name", "shape", "cost", "field", "allocates", "structural")
 
     def __init__(self, func: Any) -> None:
+        self.func = func
         self.name = func.__name__.split(".")[0]
         self.shape = shapes.rule_for(func)
         self.cost = costs.rule_for(func)
+        self.field = receptive.rule_for(func)
         self.allocates = _allocates(func)
         self.structural = self.name in _STRUCTURAL
 
 
-_INFO: dict[Any, _OpInfo] = {}
+# keyed by id(operator): OpOverload hashes in Python, and an _OpInfo keeps its operator alive
+_INFO: dict[int, _OpInfo] = {}
 
 
 def _allocates(func: Any) -> bool:
@@ -215,21 +218,23 @@ class _Tracer(TorchDispatchMode):
         self.largest: Field | None = None
         self.largest_span = 0
         self.largest_layer = ""
+        self.last_spanned: Any = None  # the field whose span was compared last
         self.last_op: Any = None
         self._fn_names: dict[tuple[int, str], int] = {}
 
     # ---- modules -------------------------------------------------------------------------
     def pre_hook(self, module: nn.Module, args: Any) -> None:
-        parent = self.stack[-1] if self.stack else -1
+        stack, calls = self.stack, self.calls
+        parent = stack[-1] if stack else -1
         name = self.names.get(id(module))
         type_name = type(module).__name__
         if name is None:
-            base = self.calls[parent].name if parent >= 0 else ""
+            base = calls[parent].name if parent >= 0 else ""
             name = f"{base}.<{type_name}>" if base else f"<{type_name}>"
         if parent >= 0:
-            self.calls[parent].has_children = True
-        self.calls.append(Call("module", name, type_name, len(self.stack), parent, module))
-        self.stack.append(len(self.calls) - 1)
+            calls[parent].has_children = True
+        calls.append(Call("module", name, type_name, len(stack), parent, module))
+        stack.append(len(calls) - 1)
 
     def post_hook(self, module: nn.Module, args: Any, output: Any) -> None:
         if not self.stack:
@@ -240,6 +245,11 @@ class _Tracer(TorchDispatchMode):
             while self.stack and self.calls[index].module is not module:
                 index = self.stack.pop()
             call = self.calls[index]
+        if isinstance(output, torch.Tensor):
+            call.output_shapes = [tuple(output.shape)]
+            call.output_bytes = output.numel() * output.element_size()
+            call.rf = getattr(output, FIELD_ATTR, None)
+            return
         tensors = _tensors(output)
         call.output_shapes = [tuple(t.shape) for t in tensors]
         call.output_bytes = sum(_nbytes(t) for t in tensors)
@@ -258,9 +268,9 @@ class _Tracer(TorchDispatchMode):
         self.last_op = func
         if func is _LOCAL_SCALAR:
             return self._read_value(args[0])
-        info = _INFO.get(func)
+        info = _INFO.get(id(func))
         if info is None:
-            info = _INFO[func] = _OpInfo(func)
+            info = _INFO[id(func)] = _OpInfo(func)
         try:
             out = NotImplemented
             if info.shape is not None and "out" not in kwargs:
@@ -355,12 +365,13 @@ class _Tracer(TorchDispatchMode):
             macs = flops = 0
         allocated = 0
         if outputs and info.allocates:
-            allocated = sum(_nbytes(t) for t in outputs)
+            for t in outputs:
+                allocated += t.numel() * t.element_size()
             self.written += allocated
         # receptive field
         field = None
         if self.nsp and outputs:
-            inputs = []
+            inputs: list[tuple[torch.Tensor, Any]] = []
             for a in args:
                 if isinstance(a, torch.Tensor):
                     f = getattr(a, FIELD_ATTR, None)
@@ -373,10 +384,12 @@ class _Tracer(TorchDispatchMode):
                             if f is not None:
                                 inputs.append((t, f))
             if inputs:
-                field = propagate(func, args, inputs, outputs, self.nsp)
+                field = info.field(args, inputs, outputs, self.nsp)
                 for t in outputs:
                     setattr(t, FIELD_ATTR, field)
-                if isinstance(field, Field):
+                # a field passed on unchanged (norms, activations) was compared already
+                if field is not self.last_spanned and isinstance(field, Field):
+                    self.last_spanned = field
                     size = span(field)
                     if size > self.largest_span:
                         self.largest, self.largest_span = field, size
@@ -408,10 +421,9 @@ def _swap_to_meta(modules: list[nn.Module]) -> list[tuple[dict, str, Any]]:
     swaps: list[tuple[dict, str, Any]] = []
     memo: dict[int, Any] = {}
     for module in modules:
-        for table_name in ("_parameters", "_buffers"):
-            table = getattr(module, table_name)
+        for table in (module._parameters, module._buffers):
             for key, value in table.items():
-                if value is None or value.device.type == "meta":
+                if value is None or value.is_meta:
                     continue
                 if isinstance(value, nn.parameter.UninitializedTensorMixin):
                     raise ValueError(
@@ -420,7 +432,7 @@ def _swap_to_meta(modules: list[nn.Module]) -> list[tuple[dict, str, Any]]:
                     )
                 meta = memo.get(id(value))
                 if meta is None:
-                    meta = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="meta",
+                    meta = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=_META,
                                                requires_grad=value.requires_grad)
                     memo[id(value)] = meta
                 swaps.append((table, key, value))
@@ -487,7 +499,7 @@ def trace_model(model: nn.Module, inputs: list[torch.Tensor], *, saved: bool = T
     with contextlib.ExitStack() as stack:
         guards = stack.enter_context(_without_input_guard(model))
         stack.enter_context(_meta_weights(modules))
-        for module in modules:
+        for module in modules if saved else ():  # only the saved-tensor hook needs them
             for table in (module._parameters, module._buffers):
                 for tensor in table.values():
                     if tensor is not None:

@@ -101,8 +101,10 @@ def bubble_chart(
     fig.tight_layout()
     written = []
     stem = Path(path)
-    for fmt in formats:
-        out = stem.with_suffix(f".{fmt}")
-        written.append(atomic_save(out, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt)))
+    # SVG keeps its labels as text (searchable, selectable in the atlas), not as glyph paths.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        for fmt in formats:
+            out = stem.with_suffix(f".{fmt}")
+            written.append(atomic_save(out, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt)))
     plt.close(fig)
     return written

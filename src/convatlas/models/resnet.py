@@ -457,3 +457,15 @@ def resnet1202(*, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     ``shortcut``: ``"A"`` zero-padding identity (paper, no parameters) or ``"B"`` projection.
     """
     return cifar_resnet(1202, shortcut=shortcut, num_classes=num_classes)
+
+
+@register_model(card_with(
+    _cifar_card(20, 269_722, "0.27M", 8.75, 40.6e6, "40.6 M"),
+    name="resnet_cifar",
+    notes="Any depth 6n+2 (default 20 = resnet20): create_model('resnet_cifar', depth=164). "
+          "Option A shortcuts (zero-padding identity); shortcut='B' uses 1x1 projections.",
+))
+def resnet_cifar(*, depth: int = 20, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
+    """CIFAR-10 ResNet of any depth 6n+2 (He et al. 2015, arXiv:1512.03385, §4.2); the
+    default, 20, is :func:`resnet20`."""
+    return cifar_resnet(depth, shortcut=shortcut, num_classes=num_classes)
