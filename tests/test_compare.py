@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -19,7 +20,7 @@ from convatlas.compare.runs import measure_latency
 def _is_real_png(path, min_side=300):
     with Image.open(path) as im:
         im.load()
-        arr = torch.tensor(list(im.convert("L").getdata()), dtype=torch.float32)
+        arr = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32))
         return im.size[0] >= min_side and im.size[1] >= min_side and arr.std() > 5  # not a blank canvas
 
 

@@ -46,6 +46,7 @@ PARAMS: dict[str, tuple[int, str]] = {
     "preact_resnet200": (64_666_152, "timm 1.0.31 ResNetV2(layers=[3, 24, 36, 3]); WRN README: 64.7M"),
     # Wide ResNet (section 11)
     "wrn_28_10": (36_479_194, "paper-numbers.md section 11 [C]; paper: 36.5M"),
+    "wrn": (36_479_194, "default WRN-28-10: paper-numbers.md section 11 [C]; paper: 36.5M"),
     "wrn_16_8": (10_961_370, "paper-numbers.md section 11 [C]; paper: 11.0M"),
     "wrn_40_4": (8_949_210, "paper-numbers.md section 11 [C]; paper: 8.9M"),
     "wide_resnet50_2": (68_883_240, _TV),
@@ -109,6 +110,7 @@ MACS: dict[str, tuple[float, float, str]] = {
     "preact_resnet101": _macs(7.801e9, 1e6, _TV_OPS + " of resnet101"),
     "preact_resnet152": _macs(11.514e9, 1e6, _TV_OPS + " of resnet152"),
     "wrn_28_10": _macs(5.243e9, 1e6, "paper-numbers.md section 11 [C]"),
+    "wrn": _macs(5.243e9, 1e6, "default WRN-28-10, paper-numbers.md section 11 [C]"),
     "wrn_16_8": _macs(1.548e9, 1e6, "paper-numbers.md section 11 [C]"),
     "wrn_40_4": _macs(1.299e9, 1e6, "paper-numbers.md section 11 [C]"),
     "wide_resnet50_2": _macs(11.398e9, 1e6, _TV_OPS),

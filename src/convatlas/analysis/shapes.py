@@ -27,6 +27,7 @@ aten = torch.ops.aten
 __all__ = ["OutputTooSmallError", "fast_output", "rule_for", "contiguous_strides"]
 
 NOT_HANDLED = NotImplemented
+_META = torch.device("meta")
 
 
 class OutputTooSmallError(ValueError):
@@ -40,6 +41,10 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
         strides.append(step)
         step *= max(size, 1)
     return tuple(reversed(strides))
+
+
+# the same few shapes come back on every layer of a network: compute their strides once
+_dense_strides = functools.lru_cache(maxsize=4096)(contiguous_strides)
 
 
 def _channels_last_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -66,19 +71,20 @@ def _new(shape: Sequence[int], dtype: torch.dtype, like: torch.Tensor | None = N
     if like is not None and len(shape) == 4 and _is_channels_last(like):
         strides = _channels_last_strides(shape)
     else:
-        strides = contiguous_strides(shape)
-    return torch.empty_strided(shape, strides, dtype=dtype, device="meta")
+        strides = _dense_strides(shape)
+    return torch.empty_strided(shape, strides, dtype=dtype, device=_META)
 
 
 def _same_as(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A new tensor with the shape (and dense layout) of ``t``."""
+    shape = tuple(t.shape)
     if t.is_contiguous():
-        strides = contiguous_strides(t.shape)
+        strides = _dense_strides(shape)
     elif _is_channels_last(t):
-        strides = _channels_last_strides(t.shape)
+        strides = _channels_last_strides(shape)
     else:
-        strides = contiguous_strides(t.shape)
-    return torch.empty_strided(tuple(t.shape), strides, dtype=dtype or t.dtype, device="meta")
+        strides = _dense_strides(shape)
+    return torch.empty_strided(shape, strides, dtype=dtype or t.dtype, device=_META)
 
 
 def _expand(value: Any, n: int) -> list[int]:
@@ -357,6 +363,24 @@ _BOOLEAN_RESULT = {
 }
 
 
+def _broadcast(shapes: list[torch.Size]) -> tuple[int, ...]:
+    """Broadcast shapes (aligned on the right, a size 1 stretches to the other); shapes that do not
+    broadcast go to ``torch.broadcast_shapes`` for PyTorch's own error."""
+    ndim = max(len(shape) for shape in shapes)
+    result = [1] * ndim
+    for shape in shapes:
+        offset = ndim - len(shape)
+        for i, size in enumerate(shape):
+            current = result[offset + i]
+            if size == current or size == 1:
+                continue
+            if current == 1:
+                result[offset + i] = size
+            else:
+                return tuple(torch.broadcast_shapes(*shapes))
+    return tuple(result)
+
+
 def _pointwise(boolean: bool, inplace: bool, args: tuple, kwargs: dict) -> Any:
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if kwargs:
@@ -382,7 +406,7 @@ def _pointwise(boolean: bool, inplace: bool, args: tuple, kwargs: dict) -> Any:
     if dtype is None or not dtype.is_floating_point:
         return NOT_HANDLED
     if not same_shape:
-        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        shape = _broadcast([t.shape for t in tensors])
     if boolean:
         dtype = torch.bool
     if tuple(shape) == tuple(first.shape):

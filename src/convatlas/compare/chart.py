@@ -66,7 +66,9 @@ def bubble_chart(
     shown = [p for p in points if p.accuracy is not None and (x == "macs" or p.latency_ms is not None)]
     if not shown:
         raise ValueError("no point has an accuracy (and latency, for x='latency') to draw")
-    xs = [p.macs / 1e9 if x == "macs" else p.latency_ms for p in shown]
+    # GMACs for ImageNet-sized networks, MMACs for small ones (the demo's digits networks).
+    mac_unit, mac_scale = ("G", 1e9) if max(p.macs for p in shown) >= 1e8 else ("M", 1e6)
+    xs = [p.macs / mac_scale if x == "macs" else p.latency_ms for p in shown]
     ys = [p.accuracy for p in shown]
     biggest = max(p.params for p in shown)
     area = lambda n: 30 + 2500 * n / biggest  # noqa: E731 - points^2, proportional to params
@@ -82,7 +84,7 @@ def bubble_chart(
         ax.annotate(p.name, (xv, yv), textcoords="offset points", xytext=(0, 0), ha="center", va="center", fontsize=7)
     if log_x:
         ax.set_xscale("log")
-    ax.set_xlabel("GMACs per image (multiply-accumulates of conv + linear layers)" if x == "macs"
+    ax.set_xlabel(f"{mac_unit}MACs per image (multiply-accumulates of conv + linear layers)" if x == "macs"
                   else "CPU latency per image, ms (batch 1)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(title)

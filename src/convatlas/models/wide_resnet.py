@@ -117,6 +117,21 @@ def wrn_40_4(*, num_classes: int = 10, dropout: float = 0.0) -> PreActResNet:
     return wide_resnet(40, 4, dropout, num_classes=num_classes)
 
 
+
+@register_model(card_with(
+    _CARD,
+    name="wrn",
+    params=Published(36_479_194, "exact count of the default WRN-28-10, 10 classes (paper: 36.5M)"),
+    macs=Published(5.243e9, "conv+fc MACs at 32x32 of WRN-28-10 (5.243 G, paper-numbers.md section 11)"),
+    top1=Published(96.00, _TABLE.format("4.00") + " (WRN-28-10)"),
+    notes="Any WRN-d-k: create_model('wrn', depth=16, widen_factor=4); depth = 6n+4.",
+))
+def wrn(*, depth: int = 28, widen_factor: int = 10, num_classes: int = 10, dropout: float = 0.0) -> PreActResNet:
+    """WRN-d-k of any depth ``d`` = 6n+4 and widen factor ``k`` (Zagoruyko & Komodakis 2016,
+    arXiv:1605.07146); the default is WRN-28-10."""
+    return wide_resnet(depth, widen_factor, dropout, num_classes=num_classes)
+
+
 _IMAGENET = card_with(
     _CARD,
     input_size=(3, 224, 224),
