@@ -49,7 +49,6 @@ import fnmatch
 import json
 import logging
 import math
-import os
 import platform
 import statistics
 import subprocess
