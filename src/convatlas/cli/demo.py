@@ -32,8 +32,8 @@ DEMO_TRAIN_ARGS: dict[str, dict[str, Any]] = {
     "lenet5": {"epochs": 8},
     "alexnet_mini": {"epochs": 6, "lr": 0.02},
     "vgg_mini": {"epochs": 5},
-    "resnet_mini": {"epochs": 4},
-    "mobilenet_mini": {"epochs": 4},
+    "resnet_mini": {"epochs": 5},
+    "mobilenet_mini": {"epochs": 6, "lr": 0.1},
     "googlenet_mini": {"epochs": 5},
 }
 DEMO_IMAGE_SIZE = 32  # LeNet-5's input; the 28x28 digits are resized to it for every network
