@@ -99,7 +99,9 @@ def bubble_chart(
                        borderpad=1.1, frameon=True)
     ax.add_artist(legend)
     family_handles = [plt.Line2D([], [], marker="o", ls="", color=colour[f], label=f) for f in families]
-    ax.legend(handles=family_handles, title="family", loc="upper left", fontsize=7, ncol=2 if len(families) > 8 else 1)
+    # Outside the axes, to the right: inside it would cover the points of the top-left corner.
+    ax.legend(handles=family_handles, title="family", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7,
+              borderaxespad=0.0)
     fig.tight_layout()
     written = []
     stem = Path(path)
