@@ -175,7 +175,7 @@ def bench_speed(models: list[str], device: torch.device, image_size: int, batch_
     for name in models:
         card = convatlas.model_card(name)
         size = max(image_size, convatlas.min_input_size(name))
-        summary = _quiet_train(
+        _quiet_train(
             name, data="cifar10", data_root=str(data_dir), image_size=size, fit="resize", epochs=2,
             batch_size=batch_size, lr=0.01, schedule="constant", device=str(device), out=workdir / f"speed-{name}",
             affine_degrees=0, affine_translate=0, affine_scale=0, eval_every=2, download=False,

@@ -4,7 +4,6 @@ cached and resumed comparisons."""
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest

@@ -65,7 +65,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    source = "published" if args.published else f"measured at the native input size"
+    source = "published" if args.published else "measured at the native input size"
     table = Table(title=f"convatlas zoo: {len(rows)} networks (params, MACs {source}; top-1 published)")
     for col in ("name", "family", "year", "input", "params", "MACs", "RF", "top-1 %"):
         table.add_column(col, justify="right" if col in ("params", "MACs", "RF", "top-1 %", "year") else "left")

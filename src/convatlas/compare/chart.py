@@ -3,7 +3,6 @@ is proportional to its parameters (after Canziani, Paszke & Culurciello 2016, Fi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence

@@ -32,7 +32,19 @@ def _same(kernel_size: int, dilation: int = 1) -> int:
     return dilation * (kernel_size - 1) // 2
 
 
-class DilatedConv2d(nn.Conv2d):
+class _CheckedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose hyperparameters are validated by :mod:`convatlas.arith` (a message that
+    says which is wrong) and whose ``padding`` defaults to "same" for odd kernels at stride 1."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 padding: int | None, dilation: int, groups: int, bias: bool) -> None:
+        arith.conv_params(in_channels, out_channels, kernel_size, groups)
+        padding = _same(kernel_size, dilation) if padding is None else padding
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding,
+                         dilation=dilation, groups=groups, bias=bias)
+
+
+class DilatedConv2d(_CheckedConv2d):
     """A k×k convolution whose taps are ``dilation`` pixels apart ("atrous" convolution).
 
     The kernel keeps its k² weights but spans ``d·(k − 1) + 1`` pixels, so stacking 3×3 layers
@@ -52,10 +64,7 @@ class DilatedConv2d(nn.Conv2d):
         groups: int = 1,
         bias: bool = True,
     ) -> None:
-        arith.conv_params(in_channels, out_channels, kernel_size, groups)
-        padding = _same(kernel_size, dilation) if padding is None else padding
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding,
-                         dilation=dilation, groups=groups, bias=bias)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
 
     @property
     def effective_kernel_size(self) -> int:
@@ -149,7 +158,7 @@ class DepthwiseSeparableConv2d(nn.Sequential):
         self.pointwise = ConvNormAct(mid, out_channels, 1, 1, 0, norm=norm, act=act)
 
 
-class GroupedConv2d(nn.Conv2d):
+class GroupedConv2d(_CheckedConv2d):
     """A convolution split into ``groups`` independent convolutions on slices of the channels
     (AlexNet's two-GPU layers, Krizhevsky et al. 2012; ResNeXt, Xie et al. 2016, arXiv:1611.05431).
 
@@ -169,10 +178,7 @@ class GroupedConv2d(nn.Conv2d):
         dilation: int = 1,
         bias: bool = True,
     ) -> None:
-        arith.conv_params(in_channels, out_channels, kernel_size, groups)
-        padding = _same(kernel_size, dilation) if padding is None else padding
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding,
-                         dilation=dilation, groups=groups, bias=bias)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
 
 
 def bilinear_kernel(kernel_size: int) -> torch.Tensor:

@@ -50,7 +50,6 @@ growing linearly from 0 to 0.2 over the blocks. Attribute names read like the pa
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
@@ -60,6 +59,7 @@ import torch
 from torch import nn
 
 from convatlas.layers.basic import ConvNormAct, SqueezeExcitation, StochasticDepth, make_divisible
+from convatlas.models._torchvision_keys import inverted_residual_keys
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = [
@@ -285,26 +285,8 @@ def efficientnet_torchvision_keys(state: dict[str, torch.Tensor]) -> dict[str, t
     (expand and depthwise as conv-BN pairs, SE with ``fc1``/``fc2``, projection as a conv-BN pair;
     one index less without expansion), ``features.8.{0,1}`` (head), ``classifier.1`` (linear).
     """
-    expanded = {m.group(1) for k in state if (m := re.match(r"(features\.\d+\.\d+)\.block\.3\.", k))}
-    pair = {"0": "conv", "1": "bn"}
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if m := re.match(r"(features\.\d+\.\d+)\.block\.(\d+)\.(.*)", key):
-            block, j, rest = m.groups()
-            parts = ["expand", "depthwise", "se", "project"]
-            if block not in expanded:
-                parts = parts[1:]
-            name = parts[int(j)]
-            if name != "se":
-                sub, rest = rest.split(".", 1)
-                name = f"{name}.{pair[sub]}"
-            key = f"{block}.{name}.{rest}"
-        elif m := re.match(r"features\.(\d+)\.([01])\.(.*)", key):
-            key = f"features.{m.group(1)}.{pair[m.group(2)]}.{m.group(3)}"
-        elif key.startswith("classifier.1."):
-            key = "classifier.fc." + key[len("classifier.1."):]
-        out[key] = value
-    return out
+    return inverted_residual_keys(state, r"(features\.\d+\.\d+)\.block", ("expand", "depthwise", "se", "project"),
+                                  frozenset({"expand", "depthwise", "project"}))
 
 
 # ---------------------------------------------------------------------------------------------

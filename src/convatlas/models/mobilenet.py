@@ -32,13 +32,13 @@ below 1. Its attribute names read like the paper (``expand``, ``depthwise``, ``p
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from convatlas.layers.basic import ConvNormAct, make_divisible
+from convatlas.models._torchvision_keys import inverted_residual_keys
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = [
@@ -282,26 +282,8 @@ def mobilenet_v2_torchvision_keys(state: dict[str, torch.Tensor]) -> dict[str, t
     inside a block (expand, depthwise as conv-BN pairs, then the projection conv and BN as
     ``conv.2``/``conv.3``; one index less without expansion), ``classifier.1`` (the linear layer).
     """
-    expanded = {m.group(1) for k in state if (m := re.match(r"features\.(\d+)\.conv\.3\.", k))}
-    pair = {"0": "conv", "1": "bn"}
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if m := re.match(r"features\.(\d+)\.conv\.(\d+)\.(.*)", key):
-            block, j, rest = m.groups()
-            parts = ["expand", "depthwise", "project.conv", "project.bn"]
-            if block not in expanded:
-                parts = parts[1:]
-            name = parts[int(j)]
-            if name in ("expand", "depthwise"):
-                sub, rest = rest.split(".", 1)
-                name = f"{name}.{pair[sub]}"
-            key = f"features.{block}.{name}.{rest}"
-        elif m := re.match(r"features\.(\d+)\.([01])\.(.*)", key):
-            key = f"features.{m.group(1)}.{pair[m.group(2)]}.{m.group(3)}"
-        elif key.startswith("classifier.1."):
-            key = "classifier.fc." + key[len("classifier.1."):]
-        out[key] = value
-    return out
+    return inverted_residual_keys(state, r"(features\.\d+)\.conv", ("expand", "depthwise", "project.conv", "project.bn"),
+                                  frozenset({"expand", "depthwise"}))
 
 
 _V2_IDEA = (
