@@ -248,9 +248,13 @@ def _meta_forward(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str, 
 
 
 def _build_meta(name: str, num_classes: int, variant_args: dict[str, Any]) -> nn.Module:
-    with torch.device("meta"):
+    """Build a network with its weights on the meta device, skipping the initialisers (the
+    analysis's builder: EfficientNet-B7 in 0.2 s instead of 2.5 s)."""
+    from convatlas.analysis.zoo import meta_build  # the analysis imports this module
+
+    with meta_build():
         model = _entry(name).builder(num_classes=num_classes, **variant_args)
-    return model.eval()
+    return model.to("meta").eval()
 
 
 def min_input_size(name: str, *, num_classes: int | None = None, **variant_args: Any) -> int:

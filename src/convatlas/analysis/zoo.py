@@ -17,7 +17,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from convatlas._io import atomic_write_text
 from convatlas.analysis.api import summary
-from convatlas.registry import get_builder, model_card
+from convatlas.registry import _build_meta, model_card
 
 __all__ = ["ZooMeasurement", "measure_zoo_model", "measure_zoo_models", "build_on_meta", "meta_build", "cache_dir"]
 
@@ -92,14 +92,11 @@ def meta_build() -> Iterator[None]:
 
 
 def build_on_meta(name: str, **variant_args: Any) -> nn.Module:
-    """Build a registered network on the meta device (default classes), in eval mode."""
+    """Build a registered network on the meta device (default classes), in eval mode. The small
+    tensors :func:`meta_build` leaves on the CPU join the large ones, so the model runs on meta
+    inputs under any tracer, PyTorch's FlopCounterMode included."""
     card = model_card(name)
-    builder: Callable[..., nn.Module] = get_builder(card.name)
-    with meta_build():
-        model = builder(num_classes=card.default_num_classes, **variant_args)
-    # The small tensors left on the CPU while building (biases, norms) join the large ones, so
-    # the model runs on meta inputs under any tracer, PyTorch's FlopCounterMode included.
-    return model.to(_META).eval()
+    return _build_meta(card.name, card.default_num_classes, variant_args)
 
 
 @dataclass(frozen=True)
