@@ -40,3 +40,14 @@ def test_model_records_how_it_was_built():
     with torch.device("meta"):
         model = convatlas.create_model(name, num_classes=3)
     assert model.model_name == name and model.num_classes == 3 and model.variant_args == {}
+
+
+def test_input_size_guard_leaves_the_random_stream_alone():
+    """The first forward at a new input size builds the network on meta to check the size; that
+    must not advance the user's CPU generator (dropout masks, augmentations would change)."""
+    model = convatlas.create_model("googlenet").eval()
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 96, 96))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -252,7 +252,9 @@ def _build_meta(name: str, num_classes: int, variant_args: dict[str, Any]) -> nn
     analysis's builder: EfficientNet-B7 in 0.2 s instead of 2.5 s)."""
     from convatlas.analysis.zoo import meta_build  # the analysis imports this module
 
-    with meta_build():
+    # Small tensors are built (and initialised) on the CPU: fork the generator so that building
+    # here, e.g. in the input-size guard of a user's forward pass, leaves their random stream alone.
+    with torch.random.fork_rng(devices=[]), meta_build():
         model = _entry(name).builder(num_classes=num_classes, **variant_args)
     return model.to("meta").eval()
 
