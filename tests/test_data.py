@@ -344,6 +344,42 @@ def test_random_resized_crop_full_area_is_identity_and_affine_90_degrees_is_rot9
         torch.allclose(augment._warp(x[:1], theta), torch.rot90(x[:1], -1, dims=(2, 3)), atol=1e-5)
 
 
+@pytest.mark.parametrize("size,sigma", [(32, 4.0), (29, 1.5), (6, 4.0)])
+def test_gaussian_smoothing_matrix_equals_scipy_mirror_gaussian_filter(size, sigma):
+    from scipy.ndimage import gaussian_filter1d
+
+    v = torch.randn(3, size, dtype=torch.float64)
+    ours = v @ augment._gaussian_matrix(size, sigma, torch.device("cpu")).double().T
+    # scipy's "mirror" is torch's "reflect" (edge not repeated); radius int(truncate sigma + 0.5) = ceil(3 sigma) here
+    truncate = math.ceil(3 * sigma) / sigma
+    reference = gaussian_filter1d(v.numpy(), sigma, axis=1, mode="mirror", truncate=truncate)
+    assert np.allclose(ours.numpy(), reference, atol=1e-6)
+
+
+def test_elastic_distortion_equals_scipy_smoothed_field_and_bilinear_resampling():
+    """Simard et al. (2003) by the book: smooth U(-1, 1) noise per axis with a Gaussian, scale by
+    alpha, and resample every pixel at its displaced position (bilinear, zeros outside)."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    n, h, w, alpha, sigma = 3, 20, 24, 8.0, 2.0
+    x = torch.rand(n, 1, h, w)
+    out = augment.random_elastic(x, torch.Generator().manual_seed(3), alpha=alpha, sigma=sigma)
+    noise = (torch.rand(n, h, w, 2, generator=torch.Generator().manual_seed(3)) * 2 - 1).double().numpy()
+    truncate = math.ceil(3 * sigma) / sigma
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    for i in range(n):
+        dx = alpha * gaussian_filter(noise[i, :, :, 0], sigma, mode="mirror", truncate=truncate)
+        dy = alpha * gaussian_filter(noise[i, :, :, 1], sigma, mode="mirror", truncate=truncate)
+        assert np.abs(dx).max() > 0.5  # the pixels really move
+        expected = map_coordinates(x[i, 0].double().numpy(), [rows + dy, cols + dx], order=1, mode="grid-constant")
+        assert np.allclose(out[i, 0].numpy(), expected, atol=1e-4)
+    assert torch.equal(augment.random_warp(x, torch.Generator(), elastic_alpha=0.0), x)
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        augment.random_elastic(x, torch.Generator(), alpha=1.0, sigma=0.0)
+    with pytest.raises(ValueError, match="elastic_alpha must not be negative"):
+        convatlas.train.TrainConfig(elastic_alpha=-1.0)
+
+
 @pytest.mark.parametrize("mix", [augment.mixup, augment.cutmix])
 def test_mixing_targets_follow_the_pixels(mix):
     # image i is constant i and its label is i: the mixed image's mean must equal the

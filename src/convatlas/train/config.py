@@ -2,7 +2,8 @@
 
 The defaults are the recipe of ``convatlas train lenet5`` on the embedded digits (LeNet-5,
 LeCun et al. 1998): SGD with Nesterov momentum, a one-cycle schedule, small random affine
-"distortions" as in the paper. A recipe file (``recipes/*.yaml``) holds a paper's setup as
+"distortions" as in the paper, plus mild elastic distortions (Simard et al. 2003: alpha 12
+pixels, sigma 4; about 0.5 pixel of displacement). A recipe file (``recipes/*.yaml``) holds a paper's setup as
 the same keys; :func:`load_recipe` reads it.
 """
 
@@ -82,6 +83,8 @@ class TrainConfig:
     affine_degrees: float = _f(5.0, "random rotation range in degrees")
     affine_translate: float = _f(0.05, "random shift range, as a fraction of the size")
     affine_scale: float = _f(0.05, "random zoom range (1 +- this)")
+    elastic_alpha: float = _f(12.0, "elastic distortion strength in pixels (Simard et al. 2003: 34 at sigma 4); 0 = off")
+    elastic_sigma: float = _f(4.0, "elastic distortion smoothness: Gaussian sigma in pixels (Simard et al. 2003: 4)")
     mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha); 0 = off")
     cutmix_alpha: float = _f(0.0, "cutmix Beta(alpha, alpha); 0 = off")
     mix_prob: float = _f(1.0, "probability that a batch is mixed (when mixup/cutmix is on)")
@@ -129,6 +132,9 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.elastic_alpha < 0 or not self.elastic_sigma > 0:
+            raise ValueError(f"elastic_alpha must not be negative and elastic_sigma must be positive (pixels), "
+                             f"got {self.elastic_alpha} and {self.elastic_sigma}")
         if self.weight_decay < 0 or self.warmup < 0 or self.crop_padding < 0:
             raise ValueError("weight_decay, warmup and crop_padding must not be negative")
         if self.rrc_scale is not None:
@@ -145,7 +151,8 @@ class TrainConfig:
             crop_padding=self.crop_padding, hflip=self.hflip,
             rrc_scale=tuple(self.rrc_scale) if self.rrc_scale else None,
             affine_degrees=self.affine_degrees, affine_translate=self.affine_translate,
-            affine_scale=self.affine_scale, mixup_alpha=self.mixup_alpha,
+            affine_scale=self.affine_scale, elastic_alpha=self.elastic_alpha,
+            elastic_sigma=self.elastic_sigma, mixup_alpha=self.mixup_alpha,
             cutmix_alpha=self.cutmix_alpha, mix_prob=self.mix_prob,
         )
 
