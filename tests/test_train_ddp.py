@@ -18,7 +18,7 @@ import torch
 
 TINY = "zz_ddp_tiny_net"
 ARGS = ["--data", "sklearn_digits", "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--device", "cpu",
-        "--affine-degrees", "0", "--affine-translate", "0", "--affine-scale", "0", "--threads", "1", "--quiet"]
+        "--affine-degrees", "0", "--affine-translate", "0", "--affine-scale", "0", "--elastic-alpha", "0", "--threads", "1", "--quiet"]
 
 
 def _register_tiny() -> None:
