@@ -32,6 +32,7 @@ The transforms and where they come from:
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -111,9 +112,12 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) ->
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Sample ``x`` through per-image affine maps ``theta`` (N, 2, 3) of normalised coordinates."""
+def _warp(x: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample ``x`` through per-image affine maps ``theta`` (N, 2, 3) of normalised coordinates,
+    plus an optional (N, H, W, 2) ``displacement`` of the sampling points in the same units."""
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    if displacement is not None:
+        grid = grid + displacement.to(x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -151,6 +155,7 @@ def _affine_theta(n: int, generator: torch.Generator, device: torch.device, degr
     return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
 
 
+@functools.lru_cache(maxsize=16)  # the same few (size, sigma, device) every training step
 def _gaussian_matrix(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     """(size, size) matrix ``M`` with ``M @ v`` = ``v`` convolved with a normalised Gaussian of
     ``sigma`` (taps to 3 sigma), reflected at the borders (``...v2 v1 | v0 v1 ... | v_{n-2}...``)."""
@@ -201,10 +206,8 @@ def random_warp(
         theta = _affine_theta(n, generator, x.device, degrees, translate, scale)
     else:
         theta = torch.eye(2, 3, device=x.device).expand(n, 2, 3)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    if elastic_alpha != 0:
-        grid = grid + _elastic_field(n, h, w, generator, x.device, elastic_alpha, elastic_sigma).to(x.dtype)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    field = _elastic_field(n, h, w, generator, x.device, elastic_alpha, elastic_sigma) if elastic_alpha else None
+    return _warp(x, theta, field)
 
 
 def random_affine(
