@@ -18,6 +18,7 @@ import torch
 
 import convatlas
 from convatlas import viz
+from convatlas.train import NO_DISTORTIONS
 
 # (file name, method, options): one picture per method of `convatlas visualize`. The test split
 # is sorted by class; image 715 is a 7.
@@ -50,7 +51,7 @@ def main() -> None:
     if run is None:
         run = Path(tempfile.mkdtemp(prefix="viz-examples-")) / "lenet5"
         convatlas.train("lenet5_modern", epochs=args.epochs, out=run, quiet=True, optimizer="adamw", lr=3e-3,
-                        weight_decay=0.0, affine_degrees=0.0, affine_translate=0.0, affine_scale=0.0)
+                        weight_decay=0.0, **NO_DISTORTIONS)
     inspected = viz.load_model(run)
     for name, method, options in EXAMPLES:
         out = args.out / name

@@ -344,6 +344,40 @@ def test_random_resized_crop_full_area_is_identity_and_affine_90_degrees_is_rot9
         torch.allclose(augment._warp(x[:1], theta), torch.rot90(x[:1], -1, dims=(2, 3)), atol=1e-5)
 
 
+def test_shear_slants_rows_and_squeeze_keeps_the_area():
+    """LeCun et al. (1998)'s horizontal shear and squeeze. A 45-degree shear of a 9x9 image moves
+    row r by r - 4 pixels (out[r, c] = in[r, c + r - 4], zeros outside); the sampled maps stay in
+    their ranges, and a squeeze diag(s, 1/s) keeps the area (determinant 1)."""
+    x = torch.rand(1, 1, 9, 9)
+    sheared = augment._warp(x, torch.tensor([[[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]]))
+    expected = torch.zeros_like(x)
+    for r in range(9):
+        for c in range(9):
+            if 0 <= c + r - 4 < 9:
+                expected[0, 0, r, c] = x[0, 0, r, c + r - 4]
+    assert torch.allclose(sheared, expected, atol=1e-5)
+
+    theta = augment._affine_theta(4000, torch.Generator().manual_seed(0), torch.device("cpu"), 0.0, 0.0, 0.0,
+                                  shear=20.0, squeeze=0.1)
+    s, slant = theta[:, 0, 0], theta[:, 0, 1] * theta[:, 0, 0]  # theta = [[s, tan/s, 0], [0, 1/s, 0]]
+    angles = torch.rad2deg(torch.atan(slant))
+    assert angles.abs().max() <= 20.0 + 1e-4 and angles.abs().max() > 19.0 and angles.mean().abs() < 1.0
+    assert s.min() >= 0.9 - 1e-6 and s.max() <= 1.1 + 1e-6 and s.max() - s.min() > 0.19
+    assert torch.allclose(theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0], torch.ones(4000), atol=1e-5)
+    assert torch.equal(theta[:, 1, 0], torch.zeros(4000)) and torch.equal(theta[:, :, 2], torch.zeros(4000, 2))
+    # off (the default): rotation / zoom / shift alone, drawn in that order, as before shear existed
+    plain = augment._affine_theta(8, torch.Generator().manual_seed(1), torch.device("cpu"), 10.0, 0.1, 0.1)
+    g = torch.Generator().manual_seed(1)
+    angle = torch.deg2rad(torch.rand(8, generator=g) * 20 - 10)
+    zoom = torch.rand(8, generator=g) * 0.2 + 0.9
+    shift = (torch.rand(16, generator=g) * 0.2 - 0.1).view(8, 2) * 2
+    assert torch.allclose(plain[:, 0, 0], angle.cos() / zoom) and torch.allclose(plain[:, 0, 1], -angle.sin() / zoom)
+    assert torch.allclose(plain[:, 1, 0], angle.sin() / zoom) and torch.allclose(plain[:, :, 2], shift)
+    for bad in ({"affine_shear": 90.0}, {"affine_shear": -1.0}, {"affine_squeeze": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            convatlas.train.TrainConfig(**bad)
+
+
 @pytest.mark.parametrize("size,sigma", [(32, 4.0), (29, 1.5), (6, 4.0)])
 def test_gaussian_smoothing_matrix_equals_scipy_mirror_gaussian_filter(size, sigma):
     from scipy.ndimage import gaussian_filter1d

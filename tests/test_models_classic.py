@@ -126,6 +126,38 @@ def test_lenet5_c3_train_and_eval_paths_agree():
     torch.testing.assert_close(dense, grouped, atol=1e-5, rtol=1e-5)
 
 
+def test_lenet5_c5_trains_as_the_equal_matrix_product():
+    """C5 covers its whole 5x5 input, so training computes it with F.linear; outputs and every
+    gradient equal F.conv2d's. A larger input gets the real convolution (maps larger than 1x1)."""
+    torch.manual_seed(0)
+    c5 = convatlas.create_model("lenet5").c5.train()
+    x = torch.randn(4, 16, 5, 5, requires_grad=True)
+    fast = c5(x)
+    slow = F.conv2d(x, c5.weight, c5.bias)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(slow)
+    fast_grads = torch.autograd.grad(fast, (x, c5.weight, c5.bias), upstream)
+    slow_grads = torch.autograd.grad(slow, (x, c5.weight, c5.bias), upstream)
+    for a, b in zip(fast_grads, slow_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(c5.eval()(x), slow, atol=1e-5, rtol=1e-5)
+        big = torch.randn(2, 16, 9, 9)
+        torch.testing.assert_close(c5.train()(big), F.conv2d(big, c5.weight, c5.bias), atol=1e-5, rtol=1e-5)
+    assert c5(big).shape == (2, 120, 5, 5)
+
+
+def test_lenet5_subsampling_is_block_sum_times_coefficient_plus_bias():
+    torch.manual_seed(0)
+    s2 = convatlas.create_model("lenet5").s2
+    x = torch.randn(3, 6, 28, 28)
+    with torch.no_grad():
+        out = s2(x)
+    block_sum = x[:, :, 0::2, 0::2] + x[:, :, 1::2, 0::2] + x[:, :, 0::2, 1::2] + x[:, :, 1::2, 1::2]
+    expected = block_sum * s2.weight.detach().view(1, 6, 1, 1) + s2.bias.detach().view(1, 6, 1, 1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_lenet5_paper_parameters_and_fixed_rbf():
     torch.manual_seed(0)
     model = convatlas.create_model("lenet5")

@@ -28,6 +28,7 @@ from convatlas.cli import main
 from convatlas.data import load_dataset
 from convatlas.registry import InputTooSmallError, ModelCard, UnknownModelError, register_model
 from convatlas.train import (
+    NO_DISTORTIONS,
     CheckpointError,
     Schedule,
     TrainConfig,
@@ -392,6 +393,24 @@ def test_cli_train_eval_predict_and_demo(tmp_path, capsys):
 # Recipes
 
 
+def test_no_distortions_leaves_the_training_images_unwarped():
+    """NO_DISTORTIONS switches off every geometric distortion the defaults turn on: a training
+    batch is then exactly the normalised image, while the default config really moves pixels."""
+    from convatlas.data import BatchPipeline
+
+    images = load_dataset("digits").train.images[:16]
+    labels = torch.zeros(16, dtype=torch.long)
+
+    def pipeline(config: TrainConfig) -> BatchPipeline:
+        return BatchPipeline(mean=(0.1,), std=(0.3,), channels=1, num_classes=10, augment=config.augment, seed=0)
+
+    plain = pipeline(TrainConfig(**NO_DISTORTIONS))
+    x, _ = plain.train_batch(images, labels)
+    assert torch.equal(x, plain.eval_input(images))
+    warped, _ = pipeline(TrainConfig()).train_batch(images, labels)
+    assert (warped - x).abs().mean() > 0.05
+
+
 def test_recipes_load_and_reproduce_the_papers_settings(tmp_path):
     recipes = {p.stem: p for p in (ROOT / "recipes").glob("*.yaml")}
     assert {"lenet5_mnist", "resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10", "wrn28_10_cifar10",
@@ -407,6 +426,17 @@ def test_recipes_load_and_reproduce_the_papers_settings(tmp_path):
             ("sgd", 0.1, 0.9, 1e-4, 128)
         assert config.iterations == 64000 and config.milestones == [32000, 48000] and config.gamma == 0.1
         assert config.crop_padding == 4 and config.hflip
+    # The CIFAR papers augment with the 4-pixel crop and the flip only: none of the default
+    # (LeNet-5) distortions may leak into their recipes
+    for name in ("resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10", "wrn28_10_cifar10",
+                 "densenet_bc100_cifar10"):
+        augment = TrainConfig.from_dict(load_recipe(recipes[name])).augment
+        assert all(getattr(augment, key) == 0 for key in NO_DISTORTIONS), name
+        assert (augment.crop_padding, augment.hflip, augment.rrc_scale, augment.mixes) == (4, True, None, False), name
+    # LeNet-5's distortions (Sec. III.C): translation, scaling, squeezing, horizontal shearing
+    lenet = TrainConfig.from_dict(load_recipe(recipes["lenet5_mnist"])).augment
+    assert min(lenet.affine_translate, lenet.affine_scale, lenet.affine_squeeze, lenet.affine_shear) > 0
+    assert lenet.elastic_alpha == 0
     # Zagoruyko & Komodakis 2016: lr 0.1 x0.2 at epochs 60, 120, 160 of 200, wd 5e-4, Nesterov, batch 128
     config = TrainConfig.from_dict(load_recipe(recipes["wrn28_10_cifar10"]))
     assert (config.epochs, config.milestones, config.gamma, config.weight_decay, config.nesterov) == \

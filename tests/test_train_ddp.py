@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from convatlas.train.config import NO_DISTORTIONS
+
 TINY = "zz_ddp_tiny_net"
 ARGS = ["--data", "sklearn_digits", "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--device", "cpu",
-        "--affine-degrees", "0", "--affine-translate", "0", "--affine-scale", "0", "--elastic-alpha", "0", "--threads", "1", "--quiet"]
+        "--threads", "1", "--quiet",
+        *[arg for key in NO_DISTORTIONS for arg in ("--" + key.replace("_", "-"), "0")]]
 
 
 def _register_tiny() -> None:

@@ -23,6 +23,7 @@ import convatlas
 from convatlas import viz
 from convatlas.cli import main
 from convatlas.data import load_dataset
+from convatlas.train import NO_DISTORTIONS
 from convatlas.viz.deconvnet import DeconvnetError, unpool
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # captum's notes on hooks and grads
@@ -87,8 +88,7 @@ def lenet(tmp_path_factory) -> viz.InspectedModel:
     embedded digits, loaded back from its run directory."""
     run_dir = tmp_path_factory.mktemp("runs") / "lenet5"
     convatlas.train("lenet5_modern", epochs=2, out=run_dir, quiet=True, optimizer="adamw", lr=3e-3,
-                    weight_decay=0.0, affine_degrees=0.0, affine_translate=0.0, affine_scale=0.0,
-                    elastic_alpha=0.0, device="cpu")
+                    weight_decay=0.0, device="cpu", **NO_DISTORTIONS)
     return viz.load_model(run_dir)
 
 

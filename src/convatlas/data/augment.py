@@ -16,8 +16,9 @@ The transforms and where they come from:
   ratio ``r``, resized to the full size (Szegedy et al. 2015, arXiv:1409.4842: 8%-100% of the
   area, ratio 3/4-4/3). The box is ``w = sqrt(s r)``, ``h = sqrt(s / r)`` (as fractions of the
   sides, clipped to 1), its centre uniform where the box fits.
-* :func:`random_affine` - a small random rotation, scale and shift: the "distortions" LeCun
-  et al. (1998) trained LeNet-5 with.
+* :func:`random_affine` - a small random rotation, scale and shift, and optionally a horizontal
+  shear and a squeeze (compress one axis, stretch the other): the "distortions" LeCun et al.
+  (1998) trained LeNet-5 with.
 * :func:`random_elastic` - elastic distortion (Simard, Steinkraus, Platt 2003, "Best Practices
   for Convolutional Neural Networks Applied to Visual Document Analysis", ICDAR): every pixel
   moves by a random field ``alpha * (G_sigma * U(-1, 1))`` - uniform noise per pixel and axis,
@@ -145,14 +146,26 @@ def random_resized_crop(
 
 
 def _affine_theta(n: int, generator: torch.Generator, device: torch.device, degrees: float, translate: float,
-                  scale: float) -> torch.Tensor:
-    """(N, 2, 3) random affine maps: rotation ``U(-degrees, degrees)``, zoom ``U(1 - scale, 1 + scale)``,
-    shift ``U(-translate, translate)`` of the size."""
+                  scale: float, shear: float = 0.0, squeeze: float = 0.0) -> torch.Tensor:
+    """(N, 2, 3) random affine maps (output to input coordinates): rotation ``U(-degrees, degrees)``,
+    zoom ``U(1 - scale, 1 + scale)``, shift ``U(-translate, translate)`` of the size; then, where
+    asked, a horizontal shear by an angle ``U(-shear, shear)`` degrees and a squeeze
+    ``diag(s, 1/s)``, ``s ~ U(1 - squeeze, 1 + squeeze)`` (horizontal compression with vertical
+    elongation, or the reverse) -- the distortions LeCun et al. (1998, Sec. III.C) trained with."""
     angle = _uniform(n, -degrees, degrees, generator, device) * (math.pi / 180)
     zoom = _uniform(n, 1 - scale, 1 + scale, generator, device)
     shift = _uniform(2 * n, -translate, translate, generator, device).view(n, 2) * 2  # size -> [-1, 1] units
     cos, sin = angle.cos() / zoom, angle.sin() / zoom
-    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (N, 2, 2)
+    if shear:
+        slant = (_uniform(n, -shear, shear, generator, device) * (math.pi / 180)).tan()
+        shear_map = torch.eye(2, device=device).repeat(n, 1, 1)
+        shear_map[:, 0, 1] = slant  # x_in = x + tan(angle) y
+        linear = linear @ shear_map
+    if squeeze:
+        s = _uniform(n, 1 - squeeze, 1 + squeeze, generator, device)
+        linear = linear * torch.stack([s, 1 / s], 1)[:, None, :]  # linear @ diag(s, 1/s)
+    return torch.cat([linear, shift[:, :, None]], 2)
 
 
 @functools.lru_cache(maxsize=16)  # the same few (size, sigma, device) every training step
@@ -195,15 +208,19 @@ def random_warp(
     scale: float = 0.0,
     elastic_alpha: float = 0.0,
     elastic_sigma: float = 4.0,
+    *,
+    shear: float = 0.0,
+    squeeze: float = 0.0,
 ) -> torch.Tensor:
-    """A random affine map and an elastic distortion, sampled in one ``grid_sample`` (bilinear,
-    zeros outside). With everything at 0, ``x`` comes back unchanged."""
-    affine = degrees != 0 or translate != 0 or scale != 0
+    """A random affine map (rotation, zoom, shift, shear, squeeze: see :func:`random_affine`) and
+    an elastic distortion, sampled in one ``grid_sample`` (bilinear, zeros outside). With
+    everything at 0, ``x`` comes back unchanged."""
+    affine = degrees != 0 or translate != 0 or scale != 0 or shear != 0 or squeeze != 0
     if not affine and elastic_alpha == 0:
         return x
     n, _, h, w = x.shape
     if affine:
-        theta = _affine_theta(n, generator, x.device, degrees, translate, scale)
+        theta = _affine_theta(n, generator, x.device, degrees, translate, scale, shear, squeeze)
     else:
         theta = torch.eye(2, 3, device=x.device).expand(n, 2, 3)
     field = _elastic_field(n, h, w, generator, x.device, elastic_alpha, elastic_sigma) if elastic_alpha else None
@@ -216,10 +233,14 @@ def random_affine(
     degrees: float = 0.0,
     translate: float = 0.0,
     scale: float = 0.0,
+    *,
+    shear: float = 0.0,
+    squeeze: float = 0.0,
 ) -> torch.Tensor:
-    """Rotate by ``U(-degrees, degrees)``, zoom by ``U(1 - scale, 1 + scale)`` and shift by up to
-    ``translate`` of the size, per image (bilinear, zeros outside)."""
-    return random_warp(x, generator, degrees, translate, scale)
+    """Rotate by ``U(-degrees, degrees)``, zoom by ``U(1 - scale, 1 + scale)``, shift by up to
+    ``translate`` of the size, shear horizontally by ``U(-shear, shear)`` degrees and squeeze by
+    ``diag(s, 1/s)``, ``s ~ U(1 - squeeze, 1 + squeeze)``, per image (bilinear, zeros outside)."""
+    return random_warp(x, generator, degrees, translate, scale, shear=shear, squeeze=squeeze)
 
 
 def random_elastic(x: torch.Tensor, generator: torch.Generator, alpha: float, sigma: float = 4.0) -> torch.Tensor:
@@ -264,6 +285,8 @@ class AugmentConfig:
     affine_degrees: float = 0.0
     affine_translate: float = 0.0
     affine_scale: float = 0.0
+    affine_shear: float = 0.0
+    affine_squeeze: float = 0.0
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
     mixup_alpha: float = 0.0
@@ -318,7 +341,8 @@ class BatchPipeline:
         labels = labels.to(self.device, non_blocking=True)
         if a.rrc_scale is not None:
             x = random_resized_crop(x, g, tuple(a.rrc_scale), tuple(a.rrc_ratio))
-        x = random_warp(x, g, a.affine_degrees, a.affine_translate, a.affine_scale, a.elastic_alpha, a.elastic_sigma)
+        x = random_warp(x, g, a.affine_degrees, a.affine_translate, a.affine_scale, a.elastic_alpha, a.elastic_sigma,
+                        shear=a.affine_shear, squeeze=a.affine_squeeze)
         x = random_crop(x, a.crop_padding, g)
         if a.hflip:
             x = random_hflip(x, g)

@@ -61,6 +61,7 @@ __all__ = [
     "ScaledTanh",
     "Subsampling",
     "PartiallyConnectedConv",
+    "WholeInputConv",
     "EuclideanRBF",
     "walsh_codes",
     "LeNet5",
@@ -115,8 +116,11 @@ class Subsampling(nn.Module):
         _paper_uniform_(self.weight, self.bias, fan_in=kernel_size * kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        block_sum = F.avg_pool2d(x, self.kernel_size) * (self.kernel_size * self.kernel_size)
-        return block_sum * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        # sum of the block x coefficient = mean of the block x (k * k * coefficient): one pass for the
+        # pooling, one fused multiply-add over the (large) pooled maps
+        area = self.kernel_size * self.kernel_size
+        return torch.addcmul(self.bias.view(1, -1, 1, 1), F.avg_pool2d(x, self.kernel_size),
+                             (self.weight * area).view(1, -1, 1, 1))
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, kernel_size={self.kernel_size}"
@@ -196,6 +200,24 @@ class PartiallyConnectedConv(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, partial"
 
 
+class WholeInputConv(nn.Conv2d):
+    """A convolution whose kernel covers its whole input at the paper's input size (LeNet-5's C5).
+
+    Sec. II.B calls C5 a convolutional layer rather than a fully connected one because a larger input
+    (all else kept) would give it maps larger than 1x1. When the input is exactly kernel-sized (and
+    there is no padding and one group), the convolution *is* a matrix product; in training mode it
+    is computed as one -- ``F.linear`` on the flattened maps with the same weight tensor -- whose
+    CPU backward is several times faster than the convolution's. Eval mode and every other input
+    size run the plain convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.training and x.shape[-2:] == self.weight.shape[-2:] and self.padding == (0, 0)
+                and self.groups == 1):
+            return F.linear(x.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
+        return super().forward(x)
+
+
 def walsh_codes(num_codes: int, length: int = 84) -> torch.Tensor:
     """Deterministic +-1 codes: rows 1..num_codes of the Sylvester-Hadamard (Walsh) matrix,
     ``code[i, j] = (-1) ** popcount(i & j)``, cut to ``length`` columns.
@@ -254,7 +276,7 @@ class LeNet5(nn.Module):
         self.s2 = Subsampling(6)
         self.c3 = PartiallyConnectedConv(6, C3_TABLE, kernel_size=5)
         self.s4 = Subsampling(16)
-        self.c5 = nn.Conv2d(16, 120, kernel_size=5)
+        self.c5 = WholeInputConv(16, 120, kernel_size=5)
         self.f6 = nn.Linear(120, 84)
         self.output = EuclideanRBF(84, num_classes)
         self.squash = ScaledTanh()

@@ -17,12 +17,13 @@ import types
 from typing import Any
 
 from convatlas.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from convatlas.train.config import TrainConfig, load_recipe
+from convatlas.train.config import NO_DISTORTIONS, TrainConfig, load_recipe
 from convatlas.train.evaluate import EvalReport, LoadedRun, Prediction, evaluate, load_run, plot_confusion, predict
 from convatlas.train.schedules import Schedule
 from convatlas.train.trainer import StepInfo, TrainingDiverged, TrainResult, train
 
 __all__ = [
+    "NO_DISTORTIONS",
     "CheckpointError",
     "EvalReport",
     "LoadedRun",
