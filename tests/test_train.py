@@ -418,6 +418,7 @@ def test_recipes_load_and_reproduce_the_papers_settings(tmp_path):
     for name, path in recipes.items():
         config = TrainConfig.from_dict(load_recipe(path))
         assert config.model in convatlas.list_models(), name
+        assert not config.clip_grad_norm, f"{name}: none of these papers clips gradients"
     # He et al. 2015, Sec. 4.2: SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by
     # 10 at 32k and 48k iterations, stopping at 64k
     for depth in (20, 56, 110):
