@@ -149,25 +149,27 @@ def _plain_loop_images_per_second(model: torch.nn.Module, device: torch.device, 
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda_tricks else contextlib.nullcontext
-    best = 0.0
-    for step in range(warmup + rounds * steps):
-        if step >= warmup and (step - warmup) % steps == 0:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if step > warmup:
-                best = max(best, steps * batch_size / (time.perf_counter() - start))
-            start = time.perf_counter()
-        with autocast():
-            out = model(x)
-        if isinstance(out, tuple):
-            out = out[0]
-        loss = F.cross_entropy(out.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return max(best, steps * batch_size / (time.perf_counter() - start))
+
+    def run(n: int) -> float:
+        """Seconds for ``n`` steps."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            with autocast():
+                out = model(x)
+            if isinstance(out, tuple):
+                out = out[0]
+            loss = F.cross_entropy(out.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    run(warmup)
+    return max(steps * batch_size / run(steps) for _ in range(rounds))
 
 
 def bench_speed(models: list[str], device: torch.device, image_size: int, batch_size: int, steps: int,

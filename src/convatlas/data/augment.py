@@ -157,11 +157,9 @@ def _affine_theta(n: int, generator: torch.Generator, device: torch.device, degr
     shift = _uniform(2 * n, -translate, translate, generator, device).view(n, 2) * 2  # size -> [-1, 1] units
     cos, sin = angle.cos() / zoom, angle.sin() / zoom
     linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (N, 2, 2)
-    if shear:
+    if shear:  # linear @ [[1, tan], [0, 1]]: x_in = x + tan(angle) y
         slant = (_uniform(n, -shear, shear, generator, device) * (math.pi / 180)).tan()
-        shear_map = torch.eye(2, device=device).repeat(n, 1, 1)
-        shear_map[:, 0, 1] = slant  # x_in = x + tan(angle) y
-        linear = linear @ shear_map
+        linear[:, :, 1] += slant[:, None] * linear[:, :, 0]
     if squeeze:
         s = _uniform(n, 1 - squeeze, 1 + squeeze, generator, device)
         linear = linear * torch.stack([s, 1 / s], 1)[:, None, :]  # linear @ diag(s, 1/s)

@@ -2,14 +2,14 @@
 
 The defaults are the recipe of ``convatlas train lenet5`` on the embedded digits (LeNet-5,
 LeCun et al. 1998): 30 epochs of SGD with Nesterov momentum, batch 64, a one-cycle schedule
-peaking at lr 0.1, weight decay 1e-3, gradient norm clipped at 5 (without it, runs of a few
-epochs -- whose one-cycle warm-up is short -- can stall at chance); the paper's random distortions (small rotations, zooms and
-shifts, horizontal shear up to 15 degrees, squeeze by up to 10%) plus mild elastic distortions
-(Simard et al. 2003: alpha 12 pixels, sigma 4; about 0.5 pixel of displacement). On the 1,000
-held-out digits this gave 98.63% (mean of 6 seeds; ``benchmarks/bench_train.py`` measures seeds
-0-2); the previous default (20 epochs, lr 0.05, weight decay 5e-4, no shear or squeeze) 98.33%.
-A recipe file (``recipes/*.yaml``) holds a paper's setup as the same keys; :func:`load_recipe`
-reads it.
+peaking at lr 0.1, weight decay 1e-3, the gradient norm clipped at 5 (without it, runs of a few
+epochs, whose one-cycle warm-up is short, can stall at chance); the paper's random distortions
+(small rotations, zooms and shifts, horizontal shear up to 15 degrees, squeeze by up to 10%)
+plus mild elastic distortions (Simard et al. 2003: alpha 12 pixels, sigma 4; about 0.5 pixel of
+displacement). On the 1,000 held-out digits this gave 98.63% (mean of 6 seeds;
+``benchmarks/bench_train.py`` measures seeds 0-2); the previous default (20 epochs, lr 0.05,
+weight decay 5e-4, no shear, squeeze or clipping) 98.33%. A recipe file (``recipes/*.yaml``)
+holds a paper's setup as the same keys; :func:`load_recipe` reads it.
 """
 
 from __future__ import annotations
