@@ -32,8 +32,12 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
+from convatlas._meta import build_on_meta
+
 __all__ = [
     "Published",
+    "Preprocessing",
     "ModelCard",
     "UnknownModelError",
     "InputTooSmallError",
@@ -43,6 +47,9 @@ __all__ = [
     "model_card",
     "get_builder",
     "min_input_size",
+    "build_meta",
+    "check_input_size",
+    "label_names",
 ]
 
 
@@ -57,13 +64,96 @@ class Published:
         return float(self.value)
 
 
+# --------------------------------------------------------------------------------------------
+# How to feed a network: the statistics of the data it was made for, how a picture reaches its
+# input size, and the names of its classes.
+
+# Per-channel mean and standard deviation (fractions of 255) of the training sets the cards name:
+# torchvision's ImageNet constants; CIFAR and MNIST measured on their training sets.
+_DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ((0.1307,), (0.3081,)),
+}
+_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def label_names(labels: str | None) -> list[str] | None:
+    """The class names of a label set: ``"imagenet"`` (torchvision's 1,000 categories),
+    ``"cifar10"``, ``"digits"`` (``"0"``..``"9"``); None for an unknown or unnamed set."""
+    if labels == "imagenet":
+        import torchvision
+
+        return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    if labels == "cifar10":
+        return list(_CIFAR10_CLASSES)
+    if labels == "digits":
+        return [str(d) for d in range(10)]
+    return None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How to feed a network a picture: bring it to the input size, scale to [0, 1], then
+    ``(x - mean) / std`` per channel.
+
+    ``fit="resize"``: resize the shorter side to ``input / crop_fraction`` pixels (ImageNet
+    evaluation: 256 for a 224 input, ``crop_fraction`` 0.875) with ``interpolation``, then take the
+    centre crop of the input size. ``fit="pad"``: centre the picture on black at the input size
+    (LeNet-5's 28x28 digits in its 32x32 input). ``labels`` names the class names' set
+    (:func:`label_names`).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    fit: str = "resize"
+    crop_fraction: float = 1.0
+    interpolation: str = "bilinear"
+    labels: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std need one value per channel, got {self.mean} and {self.std}")
+        if self.fit not in ("resize", "pad"):
+            raise ValueError(f"fit must be resize or pad, got {self.fit!r}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+
+    def resize_to(self, side: int) -> int:
+        """The shorter side a picture is resized to before the centre crop of ``side``."""
+        return int(round(side / self.crop_fraction))
+
+    @property
+    def classes(self) -> list[str] | None:
+        return label_names(self.labels)
+
+    @classmethod
+    def for_dataset(cls, dataset: str, channels: int) -> "Preprocessing":
+        """The usual preprocessing of a network made for ``dataset`` with ``channels`` input channels."""
+        mean, std = _DATASET_STATS.get(dataset, _DATASET_STATS["imagenet"])
+        if len(mean) != channels:  # e.g. a one-channel network described by a three-channel dataset
+            mean, std = mean[:1] * channels, std[:1] * channels
+        if dataset == "imagenet":
+            return cls(mean, std, "resize", 0.875, "bilinear", "imagenet")
+        if dataset == "mnist":
+            return cls(mean, std, "pad", 1.0, "bilinear", "digits")
+        return cls(mean, std, "resize", 1.0, "bilinear", dataset if dataset == "cifar10" else None)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Citation and published numbers of one registered network.
 
     ``params`` are exact counts (PyTorch convention: BN affine included, running stats not),
     ``macs`` multiply-accumulates of conv + linear layers at ``input_size``, ``top1``/``top5`` in
-    percent on ``dataset`` with the protocol named in the source.
+    percent on ``dataset`` with the protocol named in the source. ``task`` is what the network
+    does (``"classification"``, ``"segmentation"``, ``"detection"``); ``preprocessing`` how to feed
+    it (default: the usual one for ``dataset``); ``recipe`` the packaged recipe
+    ``convatlas train NAME`` uses when none is given (``convatlas.train.list_recipes()``), and
+    ``recipes`` those that reproduce its paper's training; ``aux_weight`` the weight of its
+    auxiliary classifiers' losses in its paper (networks with ``aux_logits``; default
+    0.3, GoogLeNet's).
     """
 
     name: str
@@ -83,8 +173,19 @@ class ModelCard:
     torchvision: str | None = None  # name of the torchvision builder with the same architecture
     timm: str | None = None
     aux_logits: bool = False  # returns (logits, *aux) in training mode
+    aux_weight: float | None = None
+    task: str = "classification"
+    preprocessing: Preprocessing | None = None
+    recipe: str | None = None
+    recipes: tuple[str, ...] = ()
     notes: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is None:
+            object.__setattr__(self, "preprocessing", Preprocessing.for_dataset(self.dataset, self.input_size[0]))
+        if self.aux_logits and self.aux_weight is None:  # GoogLeNet's (Szegedy et al. 2014, Sec. 5)
+            object.__setattr__(self, "aux_weight", 0.3)
 
     @property
     def default_num_classes(self) -> int:
@@ -212,8 +313,7 @@ def create_model(name: str, num_classes: int | None = None, **variant_args: Any)
     entry = _entry(name)
     if num_classes is None:
         num_classes = entry.card.default_num_classes
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    positive_int("num_classes", num_classes)
     _check_kwargs(entry.card.name, entry.builder, {"num_classes": num_classes, **variant_args})
     model = entry.builder(num_classes=num_classes, **variant_args)
     model.model_name = entry.card.name
@@ -247,23 +347,19 @@ def _meta_forward(model: nn.Module, shape: tuple[int, ...]) -> tuple[bool, str, 
             h.remove()
 
 
-def _build_meta(name: str, num_classes: int, variant_args: dict[str, Any]) -> nn.Module:
-    """Build a network with its weights on the meta device, skipping the initialisers (the
-    analysis's builder: EfficientNet-B7 in 0.2 s instead of 2.5 s)."""
-    from convatlas.analysis.zoo import meta_build  # the analysis imports this module
-
-    # Small tensors are built (and initialised) on the CPU: fork the generator so that building
-    # here, e.g. in the input-size guard of a user's forward pass, leaves their random stream alone.
-    with torch.random.fork_rng(devices=[]), meta_build():
-        model = _entry(name).builder(num_classes=num_classes, **variant_args)
-    return model.to("meta").eval()
+def build_meta(name: str, num_classes: int | None = None, **variant_args: Any) -> nn.Module:
+    """Build a registered network with every tensor on the meta device, in eval mode, skipping
+    the initialisers (EfficientNet-B7 in 0.2 s instead of 2.5 s): for shapes, parameters and
+    MACs without memory. It leaves the caller's random stream alone."""
+    entry = _entry(name)
+    return build_on_meta(entry.builder, num_classes=num_classes or entry.card.default_num_classes, **variant_args)
 
 
 def min_input_size(name: str, *, num_classes: int | None = None, **variant_args: Any) -> int:
     """Smallest square input side the network accepts (found by tracing on the meta device)."""
     entry = _entry(name)
     channels = entry.card.input_size[0]
-    model = _build_meta(entry.card.name, num_classes or entry.card.default_num_classes, variant_args)
+    model = build_meta(entry.card.name, num_classes, **variant_args)
     hi = max(entry.card.input_size[1:])
     if not _meta_forward(model, (1, channels, hi, hi))[0]:
         raise ValueError(f"{name} does not run at its own input size {hi}x{hi}")
@@ -278,20 +374,26 @@ def min_input_size(name: str, *, num_classes: int | None = None, **variant_args:
 
 
 class _InputSizeGuard:
-    """Forward pre-hook: an input too small raises an error naming the layer that broke."""
+    """Forward pre-hook: an input too small raises an error naming the layer that broke.
+
+    Inputs on the meta device pass unchecked: whoever runs a network on meta (the analysis's
+    tracer) sees PyTorch's own error, and asks :func:`check_input_size` for the readable one.
+    """
 
     def __init__(self, name: str, num_classes: int, variant_args: dict[str, Any]) -> None:
         self.name, self.num_classes, self.variant_args = name, num_classes, variant_args
         self.checked: set[tuple[int, ...]] = set()
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 4:
+        if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 4 or args[0].is_meta:
             return
-        x = args[0]
-        key = tuple(x.shape[1:])
+        self.check(tuple(args[0].shape))
+
+    def check(self, shape: tuple[int, ...]) -> None:
+        key = tuple(shape[1:])
         if key in self.checked or torch.compiler.is_compiling():
             return
-        model = _build_meta(self.name, self.num_classes, self.variant_args)
+        model = build_meta(self.name, self.num_classes, **self.variant_args)
         ok, layer, error = _meta_forward(model, (1, *key))
         if ok:
             self.checked.add(key)
@@ -304,16 +406,24 @@ class _InputSizeGuard:
         if key[0] != channels:
             raise ValueError(
                 f"{self.name} expects {channels}-channel images (N, {channels}, H, W); "
-                f"got input of shape {tuple(x.shape)}"
+                f"got input of shape {tuple(shape)}"
             )
         smallest = min_input_size(self.name, num_classes=self.num_classes, **self.variant_args)
         h, w = key[1], key[2]
         if min(h, w) >= smallest:  # square minimum passes but this shape fails: report as is
-            raise ValueError(f"{self.name} cannot take input {tuple(x.shape)}: layer {layer!r}: {error}")
+            raise ValueError(f"{self.name} cannot take input {tuple(shape)}: layer {layer!r}: {error}")
         raise InputTooSmallError(
             f"{self.name} needs input images of at least {smallest}x{smallest} pixels; got {h}x{w}. "
             f"It broke at layer {layer!r} ({error.splitlines()[0]})"
         )
+
+
+def check_input_size(model: nn.Module, shape: tuple[int, ...]) -> None:
+    """Raise the readable error of a zoo network's input-size guard if it cannot take inputs of
+    ``shape`` (N, C, H, W); nothing for other modules or inputs it can take."""
+    for hook in model._forward_pre_hooks.values():
+        if isinstance(hook, _InputSizeGuard):
+            hook.check(tuple(shape))
 
 
 def card_with(card: ModelCard, **changes: Any) -> ModelCard:

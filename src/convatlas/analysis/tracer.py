@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from convatlas.analysis import costs, receptive, shapes
 from convatlas.analysis.receptive import FIELD_ATTR, GLOBAL, UNKNOWN, Field, input_field, span
 from convatlas.analysis.shapes import OutputTooSmallError
-from convatlas.registry import InputTooSmallError
+from convatlas.registry import InputTooSmallError, check_input_size
 
 aten = torch.ops.aten
 
@@ -450,25 +450,6 @@ def _meta_weights(modules: list[nn.Module]) -> Iterator[None]:
             table[key] = value
 
 
-@contextlib.contextmanager
-def _without_input_guard(model: nn.Module) -> Iterator[list[Any]]:
-    """Set aside convatlas' input-size guard (it would run a second meta forward inside ours)."""
-    from convatlas.registry import _InputSizeGuard
-
-    hooks = model._forward_pre_hooks
-    saved = dict(hooks)
-    guards = [h for h in saved.values() if isinstance(h, _InputSizeGuard)]
-    if guards:
-        for key in [k for k, h in saved.items() if isinstance(h, _InputSizeGuard)]:
-            del hooks[key]
-    try:
-        yield guards
-    finally:
-        if guards:
-            hooks.clear()
-            hooks.update(saved)
-
-
 def trace_model(model: nn.Module, inputs: list[torch.Tensor], *, saved: bool = True,
                 named_modules: list[tuple[str, nn.Module]] | None = None) -> Trace:
     """Trace one forward pass of ``model`` on the meta ``inputs`` (see the module docstring)."""
@@ -497,7 +478,6 @@ def trace_model(model: nn.Module, inputs: list[torch.Tensor], *, saved: bool = T
     complete = True
     outputs = None
     with contextlib.ExitStack() as stack:
-        guards = stack.enter_context(_without_input_guard(model))
         stack.enter_context(_meta_weights(modules))
         for module in modules if saved else ():  # only the saved-tensor hook needs them
             for table in (module._parameters, module._buffers):
@@ -517,7 +497,7 @@ def trace_model(model: nn.Module, inputs: list[torch.Tensor], *, saved: bool = T
                 else:
                     outputs = model(*inputs)
         except InputTooSmall:
-            _raise_if_guard_objects(guards, model, inputs)  # a zoo model: its guard's message
+            _readable_input_error(model, inputs)  # a zoo model: its guard's message
             raise
         except TraceStopped as exc:
             complete = False
@@ -529,7 +509,7 @@ def trace_model(model: nn.Module, inputs: list[torch.Tensor], *, saved: bool = T
                 + (f" after operator {tracer.last_op}" if tracer.last_op is not None else "")
                 + f": {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             )
-            _raise_if_guard_objects(guards, model, inputs)
+            _readable_input_error(model, inputs)
         finally:
             for h in handles:
                 h.remove()
@@ -548,12 +528,10 @@ def trace_model(model: nn.Module, inputs: list[torch.Tensor], *, saved: bool = T
     )
 
 
-def _raise_if_guard_objects(guards: list[Any], model: nn.Module, inputs: list[torch.Tensor]) -> None:
+def _readable_input_error(model: nn.Module, inputs: list[torch.Tensor]) -> None:
     """A zoo model that failed: let its input-size guard say if the input was too small."""
-    if not guards or not inputs:
-        return
-    for guard in guards:
-        guard(model, (inputs[0],))
+    if inputs and inputs[0].dim() == 4:
+        check_input_size(model, tuple(inputs[0].shape))
 
 
 __all__ += ["InputTooSmall", "GLOBAL", "UNKNOWN"]

@@ -9,94 +9,30 @@ version, so a second ``convatlas list`` costs nothing; ``CONVATLAS_NO_CACHE=1`` 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from convatlas._io import atomic_write_text
+from convatlas._meta import meta_build
 from convatlas.analysis.api import summary
-from convatlas.registry import _build_meta, model_card
+from convatlas.registry import build_meta, model_card
 
 __all__ = ["ZooMeasurement", "measure_zoo_model", "measure_zoo_models", "build_on_meta", "meta_build", "cache_dir"]
-
-_RESHAPING = {"resize_", "set_", "as_strided_", "resize_as_", "squeeze_", "unsqueeze_", "transpose_", "t_", "swapdims_"}
-_SMALL = 4096  # factory calls below this many elements stay on the CPU (builders compute with them)
-_META = torch.device("meta")
-
-
-class _MetaBuild(TorchDispatchMode):
-    """Build modules with their (large) tensors on the meta device, quickly.
-
-    * Factory calls (``torch.empty``/``zeros``/``randn``... with no device given) of at least
-      ``_SMALL`` elements are put on the meta device: these are the weights. Smaller ones stay on
-      the CPU, so builders that compute their widths with tensors and ``.tolist()`` (torchvision's
-      RegNet) still work.
-    * In-place operators on meta tensors write nothing, so they return their target at once:
-      initialisers (``kaiming_normal_``, ``trunc_normal_``...) on meta otherwise run PyTorch's Python
-      reference kernels only to check shapes, which takes about a second for a large network.
-    """
-
-    _kinds: dict[Any, str] = {}
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False
-
-    @classmethod
-    def _kind(cls, func: Any) -> str:
-        kind = cls._kinds.get(func)
-        if kind is None:
-            schema = func._schema
-            name = func.__name__.split(".")[0]
-            if torch.Tag.inplace in func.tags and name not in _RESHAPING:
-                kind = "inplace"
-            elif any(a.name == "device" for a in schema.arguments) and not any(
-                    a.type.isSubtypeOf(torch._C.TensorType.get()) for a in schema.arguments):
-                kind = "factory"
-            else:
-                kind = "other"
-            cls._kinds[func] = kind
-        return kind
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        kind = self._kind(func)
-        if kind == "inplace" and args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
-            return args[0]
-        if kind == "factory" and args and isinstance(args[0], (list, tuple)):
-            device = kwargs.get("device")
-            if (device is None or torch.device(device).type == "cpu") and math.prod(args[0]) >= _SMALL:
-                kwargs = {**kwargs, "device": _META}
-        return func(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def meta_build() -> Iterator[None]:
-    """Context in which new modules get their weights on the meta device, quickly::
-
-        with meta_build():
-            model = torchvision.models.resnet50()
-    """
-    with _MetaBuild():
-        yield
 
 
 def build_on_meta(name: str, **variant_args: Any) -> nn.Module:
     """Build a registered network on the meta device (default classes), in eval mode. The small
     tensors :func:`meta_build` leaves on the CPU join the large ones, so the model runs on meta
     inputs under any tracer, PyTorch's FlopCounterMode included."""
-    card = model_card(name)
-    return _build_meta(card.name, card.default_num_classes, variant_args)
+    return build_meta(name, **variant_args)
 
 
 @dataclass(frozen=True)
@@ -160,7 +96,7 @@ def cache_dir() -> Path | None:
 def _fingerprint() -> str:
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256(f"{torch.__version__}".encode())
-    files = [package / "registry.py"]
+    files = [package / "registry.py", package / "_meta.py"]
     for folder in ("models", "layers", "analysis"):
         files.extend(sorted((package / folder).glob("*.py")))
     for f in files:
