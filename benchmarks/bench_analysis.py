@@ -145,13 +145,11 @@ def run_fvcore(model: nn.Module, x: torch.Tensor) -> dict:
 
 def _real_model(name: str, size: tuple[int, ...], batch: int) -> nn.Module:
     """The zoo network with real (initialised) weights, in eval mode, its input guard already run."""
-    from convatlas.registry import _InputSizeGuard
+    from convatlas.registry import check_input_size
 
     torch.manual_seed(0)
     model = convatlas.create_model(name).eval()
-    for hook in list(model._forward_pre_hooks.values()):
-        if isinstance(hook, _InputSizeGuard):
-            hook(model, (torch.empty((batch, *size), device="meta"),))
+    check_input_size(model, (batch, *size))  # the guard remembers the shapes it has checked
     return model
 
 

@@ -21,7 +21,7 @@ import convatlas
 from convatlas.analysis import summary
 from convatlas.cli import main
 from convatlas.cli.demo import DEMO_IMAGE_SIZE, DEMO_TRAIN_ARGS
-from convatlas.compare.runs import compare_models
+from convatlas.train.compare import compare_models
 
 NETS = ["lenet5", "alexnet_mini"]  # the two cheapest; alexnet_mini also has its own learning rate
 

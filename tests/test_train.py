@@ -40,7 +40,9 @@ from convatlas.train import (
     predict,
     train,
 )
-from convatlas.train import trainer as trainer_module
+from convatlas.engine.optim import EMA, param_groups
+from convatlas.tasks.classification import cross_entropy_loss
+from convatlas.train import list_recipes, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "zz_tiny_test_net"
@@ -301,7 +303,7 @@ def test_ema_matches_torch_averaged_model():
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
-    ours = trainer_module._EMA(model, 0.9)
+    ours = EMA(model, 0.9)
     theirs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=False)
     theirs.update_parameters(model)  # the first call copies, as our EMA starts from a copy
     for _ in range(5):
@@ -318,16 +320,16 @@ def test_ema_matches_torch_averaged_model():
 
 def test_weight_decay_can_spare_norms_and_biases():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
-    groups = trainer_module._param_groups(model, 5e-4, decay_norm_and_bias=False)
+    groups = param_groups(model, 5e-4, decay_norm_and_bias=False)
     decayed = {id(p) for p in groups[0]["params"]}
     assert groups[1]["weight_decay"] == 0.0
     assert decayed == {id(model[0].weight), id(model[3].weight)}
-    assert len(trainer_module._param_groups(model, 5e-4, decay_norm_and_bias=True)) == 1
+    assert len(param_groups(model, 5e-4, decay_norm_and_bias=True)) == 1
 
 
 def test_auxiliary_losses_are_added_with_their_weight_and_the_aux_net_trains(tmp_path):
     main_logits, aux_logits, y = torch.randn(6, 10), torch.randn(6, 10), torch.randint(0, 10, (6,))
-    loss, logits = trainer_module.compute_loss((main_logits, aux_logits), y, aux_weight=0.3)
+    loss, logits = cross_entropy_loss((main_logits, aux_logits), y, aux_weight=0.3)
     assert torch.allclose(loss, F.cross_entropy(main_logits, y) + 0.3 * F.cross_entropy(aux_logits, y))
     assert logits is main_logits
     result = train(TINY_AUX, out=tmp_path / "aux", **FAST)
@@ -394,8 +396,8 @@ def test_cli_train_eval_predict_and_demo(tmp_path, capsys):
 
 
 def test_no_distortions_leaves_the_training_images_unwarped():
-    """NO_DISTORTIONS switches off every geometric distortion the defaults turn on: a training
-    batch is then exactly the normalised image, while the default config really moves pixels."""
+    """NO_DISTORTIONS switches off every geometric distortion LeNet-5's default recipe turns on: a
+    training batch is then exactly the normalised image, while that recipe really moves pixels."""
     from convatlas.data import BatchPipeline
 
     images = load_dataset("digits").train.images[:16]
@@ -404,19 +406,22 @@ def test_no_distortions_leaves_the_training_images_unwarped():
     def pipeline(config: TrainConfig) -> BatchPipeline:
         return BatchPipeline(mean=(0.1,), std=(0.3,), channels=1, num_classes=10, augment=config.augment, seed=0)
 
-    plain = pipeline(TrainConfig(**NO_DISTORTIONS))
+    lenet_recipe = resolve_config("lenet5")[0]
+    plain = pipeline(lenet_recipe.replace(**NO_DISTORTIONS))
     x, _ = plain.train_batch(images, labels)
     assert torch.equal(x, plain.eval_input(images))
-    warped, _ = pipeline(TrainConfig()).train_batch(images, labels)
+    warped, _ = pipeline(lenet_recipe).train_batch(images, labels)
     assert (warped - x).abs().mean() > 0.05
 
 
 def test_recipes_load_and_reproduce_the_papers_settings(tmp_path):
-    recipes = {p.stem: p for p in (ROOT / "recipes").glob("*.yaml")}
+    recipes = {name: name for name in list_recipes()}
     assert {"lenet5_mnist", "resnet20_cifar10", "resnet56_cifar10", "resnet110_cifar10", "wrn28_10_cifar10",
             "densenet_bc100_cifar10"} <= set(recipes)
-    for name, path in recipes.items():
-        config = TrainConfig.from_dict(load_recipe(path))
+    named_on_cards = {convatlas.model_card(m).recipe for m in convatlas.list_models()} - {None}
+    assert named_on_cards <= set(recipes)
+    for name in set(recipes) - named_on_cards:  # the papers' recipes
+        config = TrainConfig.from_dict(load_recipe(recipes[name]))
         assert config.model in convatlas.list_models(), name
         assert not config.clip_grad_norm, f"{name}: none of these papers clips gradients"
     # He et al. 2015, Sec. 4.2: SGD, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by

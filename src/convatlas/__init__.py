@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import convatlas.models  # noqa: F401  (registers the zoo: every family module of the package)
 from convatlas.registry import (
     InputTooSmallError,
     ModelCard,

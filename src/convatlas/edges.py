@@ -16,7 +16,6 @@ filter ``f`` on channel ``c``.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -24,6 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from convatlas._io import atomic_save
 
 __all__ = [
     "EDGE_KERNELS",
@@ -146,24 +147,11 @@ def _display(response: np.ndarray) -> np.ndarray:
     return shown[:, :, 0] if shown.shape[2] == 1 else shown
 
 
-def _write_atomically(path: Path, fig) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            fig.savefig(tmp, format=path.suffix.lstrip(".").lower())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-
-
 def render_edges(
     image: np.ndarray, maps: Mapping[str, np.ndarray], output: str | os.PathLike, title: str | None = None
 ) -> Path:
     """Draw the input and each edge map side by side and write them to ``output`` (.png or
-    .svg) atomically (a temporary file in the same folder, then ``os.replace``).
+    .svg) atomically (:mod:`convatlas._io`).
 
     Each map shows the magnitude of the response per channel (an RGB picture for an RGB image:
     red edges appear red).
@@ -187,8 +175,7 @@ def render_edges(
         ax.set_title(label, fontsize=10)
         ax.axis("off")
     fig.suptitle(title or "Edge filters as one convolution layer, applied per channel")
-    _write_atomically(path, fig)
-    return path
+    return atomic_save(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower()))
 
 
 @dataclass(frozen=True)

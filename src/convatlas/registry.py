@@ -18,7 +18,9 @@ numbers its paper (or the reference implementation) published::
         ...
 
 ``create_model(name, **kwargs)`` and ``list_models(pattern)`` are the whole public surface;
-``model_card(name)`` returns the card.
+``model_card(name)`` returns the card. The registry is the ground floor: it imports no room of
+convatlas. The zoo registers itself when ``convatlas`` is imported (the package's ``__init__``
+imports :mod:`convatlas.models`), whichever of its modules is imported first.
 """
 
 from __future__ import annotations
@@ -246,13 +248,7 @@ def register_model(
     return decorate
 
 
-def _ensure_loaded() -> None:
-    # Importing the models package registers every family module in it.
-    import convatlas.models  # noqa: F401
-
-
 def _entry(name: str) -> _Entry:
-    _ensure_loaded()
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
     key = name.strip().lower().replace("-", "_")
@@ -281,7 +277,6 @@ def torchvision_key_map(name: str):
 
 def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
     """Registered names matching a shell-style ``pattern`` (e.g. ``"resnet*"``), sorted."""
-    _ensure_loaded()
     names = [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower())]
     if family is not None:
         names = [n for n in names if _REGISTRY[n].card.family == family]

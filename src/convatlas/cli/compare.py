@@ -19,7 +19,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.models:
         raise CliError("name the networks to compare (e.g. `convatlas compare lenet5 resnet20 --data digits`), "
                        "or pass --published for the zoo's published results")
-    from convatlas.compare.runs import compare_models
+    from convatlas.train.compare import compare_models
 
     result = compare_models(
         args.models, data=args.data, epochs=args.epochs, recipe=args.recipe, image_size=args.image_size,

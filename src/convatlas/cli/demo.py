@@ -4,19 +4,22 @@ accuracy against operations and parameters and say where the chart and the table
 
 It is one call into the Python API::
 
-    from convatlas.compare.runs import compare_models
+    from convatlas.train import compare_models
     compare_models(list(DEMO_TRAIN_ARGS), data="digits", image_size=32,
                    train_args=DEMO_TRAIN_ARGS, out="runs/demo")
 
-Every network trains with the trainer's default recipe for the number of epochs in
-:data:`DEMO_TRAIN_ARGS`, chosen so that all of them train, are measured and are charted in under
-five minutes on two CPU cores; AlexNet, which like LeNet-5 has no batch normalisation,
-also gets a lower learning rate (at the default 0.1 it does not learn). Runs are cached in
-``<out>/<network>``: a second demo reuses them. Torch runs on one CPU thread unless ``--threads``
-says otherwise (see :func:`cmd_demo`).
+Every network trains with the recipe its card names - ``lenet5_digits`` for LeNet-5,
+``mini_digits`` for the minis - for the number of epochs in :data:`DEMO_TRAIN_ARGS`, chosen so
+that all of them train, are measured and are charted in under five minutes on two CPU cores;
+AlexNet, which like LeNet-5 has no batch normalisation, also gets a lower learning rate (at 0.1
+it does not learn). Runs are cached in ``<out>/<network>``: a second demo reuses them. The
+training loop chooses its thread count by timing (see :mod:`convatlas.engine.device`); latency
+is measured on one thread. ``--threads N`` fixes both.
 """
 
 from __future__ import annotations
+
+from convatlas._checks import positive_int
 
 import argparse
 import time
@@ -53,14 +56,13 @@ def _duration(seconds: float) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
-    from convatlas.compare.runs import compare_models
+    from convatlas.train.compare import compare_models
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be a positive integer, got {args.threads}")
-    # Small networks on a CPU: with one thread per core, any other busy process stalls every
-    # parallel region (we measured training 10-40x slower); one thread is slower only when the
-    # machine is idle. It also sets the threads of the latency measurement ("CPU ms/image").
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        positive_int("--threads", args.threads)
+    # Latency ("CPU ms/image") is measured on one thread unless told: with one thread per core any
+    # other busy process stalls every parallel region. Training picks its own count by timing.
+    torch.set_num_threads(args.threads or 1)
 
     models = list(dict.fromkeys(args.models or DEMO_TRAIN_ARGS))
     per_model = {name: dict(DEMO_TRAIN_ARGS[name]) for name in models if name in DEMO_TRAIN_ARGS}
@@ -70,7 +72,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = compare_models(models, data="digits", image_size=DEMO_IMAGE_SIZE,
                             epochs=None if args.epochs is None else _whole(args.epochs),
-                            train_args=per_model, out=args.out, seed=args.seed, quiet=args.quiet)
+                            train_args=per_model, out=args.out, seed=args.seed, quiet=args.quiet,
+                            threads=args.threads)
     seconds = time.perf_counter() - start
 
     from convatlas._io import atomic_write_text
@@ -81,7 +84,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(f"{len(result.rows)} networks on the embedded MNIST digits (4,000 training / 1,000 test images, "
           f"{DEMO_IMAGE_SIZE}x{DEMO_IMAGE_SIZE}): {trained} trained, {len(result.rows) - trained} reused, "
-          f"{_duration(seconds)} on {args.threads} CPU thread{'s' if args.threads > 1 else ''}")
+          f"{_duration(seconds)}; " + (f"{args.threads} CPU thread{'s' if args.threads > 1 else ''}" if args.threads
+                                        else "training threads timed per network, latency on 1 thread"))
     print()
     print(table.read_text(), end="")
     print()
@@ -120,9 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"epochs for every network (default: each network's own, {own}; others: the trainer's default)")
     p.add_argument("--out", "-o", type=Path, default=DEMO_OUT, metavar="DIR",
                    help=f"output folder: charts, tables and one run directory per network (default: {DEMO_OUT})")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for training and latency (default 1: on a busy machine more threads are "
-                        "many times slower, on an idle one about twice as fast at best)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for training and latency (default: training times the candidate counts on "
+                        "its first steps and keeps the fastest; latency on 1 thread)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
     p.set_defaults(func=cmd_demo)

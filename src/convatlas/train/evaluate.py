@@ -17,94 +17,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from convatlas._io import atomic_save
 from convatlas.data import BatchPipeline, load_dataset, resize_images
-from convatlas.data.augment import adapt_channels, normalize, to_float
 from convatlas.data.formats import read_image
-from convatlas.registry import create_model
-from convatlas.train import rundir
-from convatlas.train.checkpoint import CheckpointError, load_checkpoint
-from convatlas.train.trainer import evaluate_arrays
+from convatlas.metrics import per_class_accuracy
+from convatlas.tasks import LoadedRun, evaluate_classifier, load_run
 
 __all__ = ["LoadedRun", "load_run", "EvalReport", "evaluate", "Prediction", "predict", "plot_confusion"]
-
-
-@dataclass
-class LoadedRun:
-    """A trained network and what it needs: ``model`` (eval mode, CPU unless asked), ``config``
-    (the run's config.yaml), ``classes``, ``in_channels`` (what the model takes), ``image_size``,
-    ``mean``/``std`` (per model channel, fractions of 255), ``dataset_name``."""
-
-    run_dir: Path
-    model: nn.Module = field(repr=False)
-    config: dict[str, Any] = field(repr=False)
-    classes: list[str]
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    dataset_name: str
-    checkpoint: Path
-    epoch: int
-    fit: str = "resize"
-    summary: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, C, H, W)`` (grey or RGB, any size) -> normalised float input for the model:
-        brought to ``image_size`` as in training (``fit``: resize the short side and centre-crop,
-        or pad), channels adapted, ``(x - mean) / std``."""
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"preprocess takes uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if tuple(images.shape[-2:]) != (self.image_size, self.image_size):
-            images = resize_images(images.cpu(), self.image_size, self.fit)
-        x = adapt_channels(to_float(images), self.in_channels)
-        device = next(self.model.parameters(), torch.empty(0)).device
-        return normalize(x, self.mean, self.std).to(device)
-
-
-def _checkpoint_path(run_dir: Path, which: str) -> Path:
-    if which in ("best", "last"):
-        path = run_dir / (rundir.BEST if which == "best" else rundir.LAST)
-        if which == "best" and not path.is_file() and (run_dir / rundir.LAST).is_file():
-            path = run_dir / rundir.LAST  # no epoch was evaluated: the last state is all there is
-        return path
-    return Path(which)
-
-
-def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a run's network from ``checkpoints/<which>.pt`` (``"best"``, ``"last"`` or a path).
-
-    The EMA weights are used when the run kept them (they are what was evaluated).
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    path = _checkpoint_path(run_dir, which)
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint {path.name} (expected {path}); is it a convatlas run?")
-    ckpt = load_checkpoint(path)
-    config_path = run_dir / rundir.CONFIG
-    config = rundir.read_yaml(config_path) if config_path.is_file() else dict(ckpt["config"])
-    model = create_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **ckpt["variant_args"])
-    weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {ckpt['model_name']}: {str(exc).splitlines()[0]}") from exc
-    model.to(device).eval()
-    summary_path = run_dir / rundir.SUMMARY
-    summary = {}
-    if summary_path.is_file():
-        import json
-
-        summary = json.loads(summary_path.read_text())
-    return LoadedRun(
-        run_dir=run_dir, model=model, config=config, classes=list(ckpt["classes"]),
-        in_channels=int(ckpt["in_channels"]), image_size=int(ckpt["image_size"]),
-        mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]), dataset_name=str(ckpt["dataset"]),
-        checkpoint=path, epoch=int(ckpt["epoch"]), fit=str(ckpt.get("fit", "resize")), summary=summary,
-    )
 
 
 @dataclass
@@ -138,14 +58,11 @@ def evaluate(run: str | os.PathLike | LoadedRun, *, which: str = "best", data: s
                          f"{loaded.classes[:5]}...; evaluate on data with the same classes")
     pipeline = BatchPipeline(mean=loaded.mean, std=loaded.std, channels=loaded.in_channels,
                              num_classes=len(loaded.classes), device=next(loaded.model.parameters()).device)
-    result = evaluate_arrays(loaded.model, pipeline, splits.test.images, splits.test.labels, len(loaded.classes),
-                             batch_size=batch_size)
-    confusion = result["confusion"].numpy()
-    totals = confusion.sum(axis=1)
-    per_class = {name: (float(confusion[i, i] / totals[i]) if totals[i] else float("nan"))
-                 for i, name in enumerate(loaded.classes)}
+    result = evaluate_classifier(loaded.model, pipeline, splits.test.images, splits.test.labels,
+                                 len(loaded.classes), batch_size=batch_size)
+    per_class = dict(zip(loaded.classes, per_class_accuracy(result["confusion"]).tolist()))
     return EvalReport(result["acc"], result["top5"], result["loss"], result["count"], list(loaded.classes),
-                      per_class, confusion)
+                      per_class, result["confusion"].numpy())
 
 
 def plot_confusion(report: EvalReport, path: str | os.PathLike, title: str = "") -> Path:
@@ -175,9 +92,7 @@ def plot_confusion(report: EvalReport, path: str | os.PathLike, title: str = "")
     ax.set(xlabel="predicted class", ylabel="true class",
            title=title or f"confusion matrix: top-1 {report.top1:.2%}, top-5 {report.top5:.2%}")
     fig.tight_layout()
-    path = Path(path)
-    rundir.atomic_write(path, lambda f: fig.savefig(f, format="png"), binary=True)
-    return path
+    return atomic_save(path, lambda f: fig.savefig(f, format="png"))
 
 
 @dataclass

@@ -168,7 +168,7 @@ def _pair(size: Any) -> tuple[int, int]:
 
 
 def _from_run(run_dir: Path, which: str) -> InspectedModel:
-    from convatlas.train import load_run
+    from convatlas.tasks import load_run
 
     run = load_run(run_dir, which=which)
     return InspectedModel(
