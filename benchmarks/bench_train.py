@@ -1,9 +1,10 @@
 """Training speed and the default recipe's accuracy, in one run.
 
-    python benchmarks/bench_train.py                 # all three parts, CPU (2 threads) or the GPU
+    python benchmarks/bench_train.py                 # all three parts, CPU or the GPU
     python benchmarks/bench_train.py --parts lenet   # only part 1
 
-1. **Default recipe.** ``convatlas train lenet5`` with no other arguments on the embedded digits,
+1. **Default recipe.** ``convatlas train lenet5`` with no other arguments on the embedded digits
+   (the ``lenet5_digits`` recipe its card names, the thread count the loop times for itself),
    for three seeds: test accuracy (mean of the seeds) and training seconds (the goal: >= 98.5%
    in under 30 s on 2 CPU cores). ``lenet5_modern`` alongside.
 2. **Training images/s.** The convatlas trainer on convatlas networks against the torchvision
@@ -61,9 +62,11 @@ def bench_default_recipe(models: list[str], seeds: list[int], workdir: Path) -> 
         for seed in seeds:
             s = _quiet_train(model, seed=seed, out=workdir / f"{model}-seed{seed}")
             runs.append({"seed": seed, "test_acc": s["test_acc"], "train_seconds": s["train_seconds"],
-                         "wall_seconds": s["wall_seconds"], "images_per_second": s["images_per_second"]})
+                         "wall_seconds": s["wall_seconds"], "images_per_second": s["images_per_second"],
+                         "recipe": s["recipe"], "threads": s["threads"], "threads_source": s["source"]})
             print(f"  {model} seed {seed}: test accuracy {s['test_acc']:.2%}, {s['train_seconds']:.1f} s training "
-                  f"({s['images_per_second']:,.0f} img/s), {s['wall_seconds']:.1f} s in all", flush=True)
+                  f"({s['images_per_second']:,.0f} img/s, recipe {s['recipe']}, {s['threads']} threads "
+                  f"{s['source']}), {s['wall_seconds']:.1f} s in all", flush=True)
         mean_acc = statistics.mean(r["test_acc"] for r in runs)
         mean_time = statistics.mean(r["train_seconds"] for r in runs)
         results[model] = {"runs": runs, "mean_test_acc": mean_acc, "mean_train_seconds": mean_time,
@@ -187,8 +190,8 @@ def bench_speed(models: list[str], device: torch.device, image_size: int, batch_
         _quiet_train(
             name, data="cifar10", data_root=str(data_dir), image_size=size, fit="resize", epochs=epochs,
             batch_size=batch_size, lr=0.01, schedule="constant", device=str(device), out=workdir / f"speed-{name}",
-            eval_every=epochs, download=False, **NO_DISTORTIONS,
-        )
+            eval_every=epochs, download=False, threads=torch.get_num_threads(), **NO_DISTORTIONS,
+        )  # the same thread count as the plain loop: this part compares the loops, not thread choices
         metrics = [json.loads(line) for line in (workdir / f"speed-{name}" / "metrics.jsonl").read_text().splitlines()]
         ours = max(row["images_per_second"] for row in metrics[1:])  # after the warm-up epoch
         torch.manual_seed(0)

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
+from convatlas._checks import non_negative_int, positive_int
+
 __all__ = [
     "effective_kernel_size",
     "conv_output_size",
@@ -64,16 +66,6 @@ Padding = int | tuple[int, int] | str
 # Checking hyperparameters
 # --------------------------------------------------------------------------------------------
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_non_negative(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-
-
 def _pair(name: str, value: IntOrPair) -> Pair:
     """``3 -> (3, 3)``; ``(3, 1)`` stays; anything else is a ValueError."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
@@ -84,9 +76,9 @@ def _pair(name: str, value: IntOrPair) -> Pair:
 
 
 def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
-    _check_positive("in_channels", in_channels)
-    _check_positive("out_channels", out_channels)
-    _check_positive("groups", groups)
+    positive_int("in_channels", in_channels)
+    positive_int("out_channels", out_channels)
+    positive_int("groups", groups)
     if in_channels % groups:
         raise ValueError(
             f"groups={groups} does not divide in_channels={in_channels}: each group must see "
@@ -101,8 +93,8 @@ def _check_groups(in_channels: int, out_channels: int, groups: int) -> None:
 
 def effective_kernel_size(kernel_size: int, dilation: int = 1) -> int:
     """Span of a dilated kernel: ``k_eff = d·(k − 1) + 1`` (a 3×3 kernel at dilation 2 spans 5)."""
-    _check_positive("kernel_size", kernel_size)
-    _check_positive("dilation", dilation)
+    positive_int("kernel_size", kernel_size)
+    positive_int("dilation", dilation)
     return dilation * (kernel_size - 1) + 1
 
 
@@ -114,8 +106,8 @@ def _padding_pair(padding: int | tuple[int, int]) -> Pair:
         before, after = padding
     else:
         before = after = padding
-    _check_non_negative("padding", before)
-    _check_non_negative("padding", after)
+    non_negative_int("padding", before)
+    non_negative_int("padding", after)
     return before, after
 
 
@@ -139,8 +131,8 @@ def conv_output_size(
     Raises ValueError when the (dilated) kernel is larger than the padded input, or when a size,
     stride or dilation is not positive.
     """
-    _check_positive("input size", size)
-    _check_positive("stride", stride)
+    positive_int("input size", size)
+    positive_int("stride", stride)
     k_eff = effective_kernel_size(kernel_size, dilation)
     before, after = _padding_pair(padding)
     padded = size + before + after
@@ -172,9 +164,9 @@ def pool_output_size(
     ``p ≤ k // 2``, and there must be at least one output.
     """
     stride = kernel_size if stride is None else stride
-    _check_positive("input size", size)
-    _check_positive("stride", stride)
-    _check_non_negative("padding", padding)
+    positive_int("input size", size)
+    positive_int("stride", stride)
+    non_negative_int("padding", padding)
     k_eff = effective_kernel_size(kernel_size, dilation)
     if padding > kernel_size // 2:
         raise ValueError(
@@ -212,10 +204,10 @@ def conv_transpose_output_size(
     input sizes a strided convolution maps to the same output, so it must be smaller than the
     stride or the dilation.
     """
-    _check_positive("input size", size)
-    _check_positive("stride", stride)
-    _check_non_negative("padding", padding)
-    _check_non_negative("output_padding", output_padding)
+    positive_int("input size", size)
+    positive_int("stride", stride)
+    non_negative_int("padding", padding)
+    non_negative_int("output_padding", output_padding)
     k_eff = effective_kernel_size(kernel_size, dilation)
     if output_padding >= max(stride, dilation):
         raise ValueError(
@@ -239,8 +231,8 @@ def same_padding(size: int, kernel_size: int, stride: int = 1, dilation: int = 1
     For an odd kernel at stride 1 this is the familiar ``p = d·(k − 1)/2`` on both sides, which
     solves the notes' ``floor((n + 2p − f)/s) + 1 = n``.
     """
-    _check_positive("input size", size)
-    _check_positive("stride", stride)
+    positive_int("input size", size)
+    positive_int("stride", stride)
     k_eff = effective_kernel_size(kernel_size, dilation)
     out = -(-size // stride)
     total = max((out - 1) * stride + k_eff - size, 0)
@@ -275,8 +267,8 @@ def conv_params(
     """
     _check_groups(in_channels, out_channels, groups)
     kh, kw = _pair("kernel_size", kernel_size)
-    _check_positive("kernel height", kh)
-    _check_positive("kernel width", kw)
+    positive_int("kernel height", kh)
+    positive_int("kernel width", kw)
     return kh * kw * (in_channels // groups) * out_channels + (out_channels if bias else 0)
 
 
@@ -300,15 +292,15 @@ def conv_macs(
 
 def linear_params(in_features: int, out_features: int, bias: bool = True) -> int:
     """Parameters of a fully connected layer: ``in·out + out``."""
-    _check_positive("in_features", in_features)
-    _check_positive("out_features", out_features)
+    positive_int("in_features", in_features)
+    positive_int("out_features", out_features)
     return in_features * out_features + (out_features if bias else 0)
 
 
 def linear_macs(in_features: int, out_features: int) -> int:
     """MACs of a fully connected layer on one sample: ``in·out``."""
-    _check_positive("in_features", in_features)
-    _check_positive("out_features", out_features)
+    positive_int("in_features", in_features)
+    positive_int("out_features", out_features)
     return in_features * out_features
 
 
@@ -471,7 +463,7 @@ def bottleneck_comparison(
     through 16 channels it costs 28·28·16·192 + 28·28·32·(5·5·16) ≈ 12.4 M, ten times less.
     Parameters count weights only unless ``bias``.
     """
-    _check_positive("bottleneck", bottleneck)
+    positive_int("bottleneck", bottleneck)
     direct = conv2d_cost(height, width, in_channels, out_channels, kernel_size, stride, padding,
                          bias=bias, name=f"{kernel_size}x{kernel_size} conv")
     reduce = conv2d_cost(height, width, in_channels, bottleneck, 1, bias=bias, name="1x1 reduce")
@@ -486,8 +478,8 @@ def depthwise_separable_ratio(out_channels: int, kernel_size: int) -> float:
     MobileNet (Howard et al. 2017, arXiv:1704.04861, Eq. 5): depthwise ``k²·M·D_F²`` plus
     pointwise ``M·N·D_F²`` over standard ``k²·M·N·D_F²``.
     """
-    _check_positive("out_channels", out_channels)
-    _check_positive("kernel_size", kernel_size)
+    positive_int("out_channels", out_channels)
+    positive_int("kernel_size", kernel_size)
     return 1 / out_channels + 1 / kernel_size**2
 
 
@@ -634,7 +626,7 @@ def stacked_vs_single_comparison(
     Three 3×3 layers see 7×7 with ``3·(3²C²) = 27C²`` weights, against ``7²C² = 49C²``;
     all layers keep C channels and "same" padding.
     """
-    _check_positive("num_layers", num_layers)
+    positive_int("num_layers", num_layers)
     single_k = num_layers * (kernel_size - 1) + 1
     stack = tuple(
         conv2d_cost(height, width, channels, channels, kernel_size, padding="same", bias=bias,
@@ -668,10 +660,10 @@ class LayerSpec:
     def __post_init__(self) -> None:
         if self.kind not in ("conv", "pool"):
             raise ValueError(f"layer kind must be 'conv' or 'pool', got {self.kind!r}")
-        _check_positive("kernel_size", self.kernel_size)
-        _check_positive("stride", self.stride)
-        _check_non_negative("padding", self.padding)
-        _check_positive("dilation", self.dilation)
+        positive_int("kernel_size", self.kernel_size)
+        positive_int("stride", self.stride)
+        non_negative_int("padding", self.padding)
+        positive_int("dilation", self.dilation)
 
     @property
     def token(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.analysis.costs import FLOP_CONVENTION
 from convatlas.analysis.receptive import GLOBAL, UNKNOWN, Field
 from convatlas.analysis.report import LayerRow, Report, TrainingMemory
@@ -184,8 +185,7 @@ def summary(
         raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     if optimizer not in OPTIMIZER_STATE:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZER_STATE)}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     shapes = parse_input_size(input_size if input_size is not None else _default_input_size(model))
     inputs = [torch.empty((batch_size, *s), dtype=dtype, device="meta") for s in shapes]
 

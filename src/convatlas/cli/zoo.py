@@ -103,6 +103,15 @@ def print_card(name: str, console: Console | None = None) -> None:
                       f"[dim](convatlas summary {card.name})[/dim]")
     except Exception as exc:  # noqa: BLE001 - the card is still worth printing
         console.print(f"  measured: unavailable ({type(exc).__name__}: {exc})")
+    feed = card.preprocessing
+    size = card.input_size[1]
+    fit = (f"resize to {feed.resize_to(size)}, centre crop {size} ({feed.interpolation})" if feed.fit == "resize"
+           else f"pad (centre on black) to {size}")
+    console.print(f"  feed:    {fit}; mean {feed.mean}, std {feed.std}"
+                  + (f"; labels: {feed.labels}" if feed.labels else ""))
+    recipes = ([f"default {card.recipe}"] if card.recipe else []) + [f"paper {r}" for r in card.recipes]
+    console.print(f"  train:   {card.task}; recipe{'s' if len(recipes) > 1 else ''}: "
+                  f"{', '.join(recipes) or 'none (the neutral defaults)'}   [dim](convatlas recipes)[/dim]")
     if card.torchvision or card.timm:
         console.print(f"  same architecture: torchvision {card.torchvision or '-'}, timm {card.timm or '-'}")
     if card.notes:

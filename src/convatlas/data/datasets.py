@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from convatlas._checks import one_of, positive_int
 from convatlas._io import atomic_save
 from convatlas.data import formats
 from convatlas.data.formats import RemoteFile
@@ -182,12 +183,9 @@ def resize_images(images: torch.Tensor, size: int | tuple[int, int], fit: str = 
     the 28x28 MNIST digits in the middle of LeNet-5's 32x32 input this way - cropping the centre
     where the image is larger.
     """
-    if fit not in ("resize", "pad"):
-        raise ValueError(f"fit must be 'resize' or 'pad', got {fit!r}")
+    one_of("fit", fit, ("resize", "pad"))
     if isinstance(size, int):
-        if size < 1:
-            raise ValueError(f"image_size must be a positive integer, got {size}")
-        target = (size, size)
+        target = (positive_int("image_size", size), size)
     else:
         target = (int(size[0]), int(size[1]))
     h, w = images.shape[-2:]
@@ -474,8 +472,8 @@ def load_dataset(
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
-    if image_size is not None and (not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1):
-        raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+    if image_size is not None:
+        positive_int("image_size", image_size, " or None")
     root_path = Path(root).expanduser() if root is not None else None
     key = _canonical(name)
     if key == "imagefolder" or (key not in DATASETS and _looks_like_path(name)):

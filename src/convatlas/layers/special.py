@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from convatlas import arith
+from convatlas._checks import positive_int
 from convatlas.layers.basic import ConvNormAct
 
 __all__ = [
@@ -148,8 +149,7 @@ class DepthwiseSeparableConv2d(nn.Sequential):
         act: Callable[[], nn.Module] | None = None,
     ) -> None:
         arith.conv_params(in_channels, in_channels, kernel_size)
-        if not isinstance(depth_multiplier, int) or depth_multiplier < 1:
-            raise ValueError(f"depth_multiplier must be a positive integer, got {depth_multiplier!r}")
+        positive_int("depth_multiplier", depth_multiplier)
         mid = in_channels * depth_multiplier
         padding = _same(kernel_size, dilation) if padding is None else padding
         super().__init__()
@@ -189,8 +189,7 @@ def bilinear_kernel(kernel_size: int) -> torch.Tensor:
     ``c = f − 1`` for odd k, ``f − 1/2`` for even k. With ``k = 2s`` and padding ``s/2`` a stride-s
     transposed convolution then interpolates bilinearly.
     """
-    if not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}")
+    positive_int("kernel_size", kernel_size)
     factor = (kernel_size + 1) // 2
     centre = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
     taps = 1 - (torch.arange(kernel_size, dtype=torch.float64) - centre).abs() / factor
