@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import convatlas
-from convatlas.compare.chart import Point, bubble_chart, size_legend_values
+from convatlas.compare.chart import Point, bubble_chart, draw_bubble_chart, place_labels, size_legend_values
 from convatlas.compare.published import compare_published, published_points
 from convatlas.compare.runs import measure_latency
 
@@ -83,3 +83,68 @@ def test_latency_is_positive_and_checks_batch():
     assert measure_latency(model, (1, 8, 8), batch=1, repeats=3) > 0
     with pytest.raises(ValueError, match="batch"):
         measure_latency(model, (1, 8, 8), batch=0)
+
+
+def _label_boxes(drawn):
+    """The window extent of every label of a drawn chart, as the figure's renderer draws it."""
+    drawn.figure.canvas.draw()
+    renderer = drawn.figure.canvas.get_renderer()
+    return [text.get_window_extent(renderer) for text in drawn.labels]
+
+
+def _assert_no_label_collisions(drawn):
+    boxes = _label_boxes(drawn)
+    assert len(boxes) == len(drawn.points)
+    clashes = [(drawn.points[i].name, drawn.points[j].name)
+               for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert clashes == []
+    frame = drawn.axes.get_window_extent(drawn.figure.canvas.get_renderer())
+    for box, p in zip(boxes, drawn.points):  # inside the axes
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, p.name
+    return boxes
+
+
+@pytest.fixture(scope="module")
+def published():
+    return published_points()
+
+
+@pytest.mark.slow
+def test_published_chart_labels_do_not_collide(published):
+    drawn = draw_bubble_chart(published)
+    boxes = _assert_no_label_collisions(drawn)
+    assert [t.get_text() for t in drawn.labels] == [p.name for p in drawn.points]
+    # most labels sit right beside their circle; each of the others has a leader line to it
+    assert sum(drawn.moved) <= len(boxes) // 2
+    assert len(drawn.axes.lines) == sum(drawn.moved)
+    for line, k in zip(drawn.axes.lines, [k for k, m in enumerate(drawn.moved) if m]):
+        end = drawn.axes.transData.transform(np.column_stack(line.get_data()))[1]
+        box = boxes[k].padded(2)
+        assert box.x0 <= end[0] <= box.x1 and box.y0 <= end[1] <= box.y1, drawn.points[k].name
+
+
+def test_dense_cluster_labels_do_not_collide(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = [Point(f"net_{k:02d}", f"f{k % 4}", int(rng.integers(1_000_000, 80_000_000)), int(10 ** rng.uniform(9.9, 10.1)),
+                 float(rng.uniform(77, 79))) for k in range(30)]
+    pts += [Point("far_small", "f0", 2_000_000, 300_000_000, 60.0), Point("far_big", "f1", 140_000_000, 2e10, 70.0)]
+    drawn = draw_bubble_chart(pts)
+    _assert_no_label_collisions(drawn)
+    assert sum(drawn.moved) >= 10  # a cluster this dense needs leader lines
+    assert not drawn.moved[drawn.points.index(pts[-2])]  # an isolated point keeps its label beside it
+    png, svg = bubble_chart(pts, tmp_path / "dense")
+    assert _is_real_png(png) and "net_17" in svg.read_text()
+
+
+def test_place_labels_keeps_out_of_the_legend_and_beside_lone_circles():
+    centres = np.array([[100.0, 100.0], [400.0, 300.0], [405.0, 302.0], [410.0, 298.0]])
+    radii = np.array([5.0, 20.0, 20.0, 20.0])
+    sizes = np.array([[40.0, 10.0]] * 4)
+    legend = (430.0, 250.0, 600.0, 400.0)
+    boxes, moved = place_labels(centres, radii, sizes, (0.0, 0.0, 600.0, 400.0), keep_out=[legend])
+    assert not moved[0] and boxes[0][0] == pytest.approx(100 + 5 + 2)  # right beside its circle
+    for i, box in enumerate(boxes):
+        assert not (box[0] < legend[2] and legend[0] < box[2] and box[1] < legend[3] and legend[1] < box[3])
+        for j in range(i):
+            other = boxes[j]
+            assert not (box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3])

@@ -467,3 +467,232 @@ def test_cli_visualize(tmp_path, capsys):
     code = main(["visualize", "lenet5_modern", "--method", "features", "--image", str(tmp_path / "none.png"),
                  "-o", str(tmp_path / "f.png")])
     assert code == 2 and "image file not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Every method with its default layer, on one network of every family.
+
+# The smallest / fastest member of each family at its card's input size (all the minis, both
+# LeNets); test_every_family_has_a_network_here keeps the table complete.
+FAMILY_NETWORKS = {
+    "alexnet": ["alexnet"],
+    "densenet": ["densenet40_k12"],
+    "efficientnet": ["efficientnet_b0"],
+    "inception": ["googlenet"],
+    "lenet": ["lenet5", "lenet5_modern"],
+    "mini": ["alexnet_mini", "googlenet_mini", "mobilenet_mini", "resnet_mini", "vgg_mini"],
+    "mobilenet": ["mobilenet_v1_025"],
+    "nasnet": ["nasnet_a_mobile"],
+    "nin": ["nin_cifar10"],
+    "preact_resnet": ["preact_resnet110"],
+    "resnet": ["resnet20"],
+    "resnext": ["resnext50_32x4d"],
+    "squeezenet": ["squeezenet1_1"],
+    "vgg": ["vgg11"],
+    "wide_resnet": ["wrn_16_8"],
+    "zfnet": ["zfnet"],
+}
+
+
+def test_every_family_has_a_network_here():
+    families = {convatlas.model_card(n).family for n in convatlas.list_models()}
+    assert families == set(FAMILY_NETWORKS)
+    for family, names in FAMILY_NETWORKS.items():
+        assert all(convatlas.model_card(n).family == family for n in names)
+
+
+def _output_shapes_per_call(model: nn.Module, x: torch.Tensor) -> dict[str, list[tuple[int, ...] | None]]:
+    """The output shape of every call of every named module for ``x``, in call order."""
+    shapes: dict[str, list] = {}
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: shapes.setdefault(n, []).append(
+        tuple(o.shape) if isinstance(o, torch.Tensor) else None)) for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _is_map(shape, larger_than_1x1: bool = True) -> bool:
+    return shape is not None and len(shape) == 4 and (not larger_than_1x1 or shape[2] * shape[3] > 1)
+
+
+def _first_conv_to_run(model: nn.Module, x: torch.Tensor) -> str:
+    ran: list[str] = []
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: ran.append(n))
+               for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return ran[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for names in FAMILY_NETWORKS.values() for n in names])
+def test_every_method_runs_with_its_default_layer(name, tmp_path):
+    """Each method's default layer is one it can use, at the call it uses: Grad-CAM and feature
+    maps the last call of the layer, the deconvnet (and top patches) the first."""
+    torch.manual_seed(0)
+    model = convatlas.create_model(name).eval()
+    inspected = viz.load_model(model)
+    x = inspected.preprocess(viz.load_image(inspected)[0])
+    calls = _output_shapes_per_call(model, x)
+    projectable = viz.projectable_layers(model, x)
+    side = inspected.image_size[0]
+    modules = dict(model.named_modules())
+    has_relu = any(isinstance(m, nn.ReLU) for m in model.modules())
+    for method in viz.METHODS:
+        out = tmp_path / f"{method}.png"
+        if method == "guided-backprop" and not has_relu:  # its rule changes the backward pass of nn.ReLU
+            with pytest.raises(ValueError, match="has no nn.ReLU module"):
+                viz.visualize(inspected, method, out)
+            continue
+        result = viz.visualize(inspected, method, out, num_images=6, top_k=4, window=side // 2, stride=side // 2)
+        assert _is_png(out) and out.stat().st_size > 5_000, method
+        layer = result.layer
+        if method == "filters":
+            assert isinstance(modules[layer], nn.Conv2d) and layer == _first_conv_to_run(model, x)
+        elif method == "features":
+            assert _is_map(calls[layer][-1], larger_than_1x1=False), (method, layer, calls[layer])
+        elif method == "gradcam":
+            assert _is_map(calls[layer][-1]), (method, layer, calls[layer])
+        elif method in ("deconvnet", "top-patches"):
+            assert layer in projectable and _is_map(calls[layer][0]), (method, layer, calls[layer])
+        else:
+            assert layer is None, method
+
+
+@pytest.fixture(scope="module")
+def paper_lenet_run(tmp_path_factory):
+    """The paper's LeNet-5 (one ScaledTanh `squash` after every layer, RBF output) trained for one
+    epoch by `convatlas train` on the embedded digits: its run directory."""
+    run_dir = tmp_path_factory.mktemp("runs") / "lenet5_paper"
+    convatlas.train("lenet5", epochs=1, out=run_dir, quiet=True, threads=1, device="cpu")
+    return run_dir
+
+
+@pytest.mark.slow
+def test_gradcam_on_a_trained_paper_lenet_uses_the_last_spatial_layer(paper_lenet_run, tmp_path, capsys):
+    """`squash` runs last with the 84 units of F6; Grad-CAM's default is the last layer whose last
+    call gives maps: S4 (16 x 5 x 5)."""
+    inspected = viz.load_model(paper_lenet_run)
+    x = inspected.preprocess(viz.load_image(inspected)[0])
+    assert viz.gradcam(inspected.model, x).layer == "s4"
+    out = tmp_path / "gradcam.png"
+    code = main(["visualize", str(paper_lenet_run), "--method", "gradcam", "-o", str(out)])
+    assert code == 0 and _is_png(out) and "gradcam of lenet5" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"at layer 'squash', got \(1, 84\) at its last call .*default, 's4'"):
+        viz.gradcam(inspected.model, x, "squash")
+
+
+# --------------------------------------------------------------------------------------------
+# Top patches: what the content adds, square boxes, honest borders.
+
+
+@pytest.mark.slow
+def test_top_patches_of_paper_lenet_c1_contain_strokes(paper_lenet_run):
+    inspected = viz.load_model(paper_lenet_run)
+    images, _, _ = viz.sample_images(inspected, 200)
+    for channel in range(6):
+        found = viz.top_patches(inspected.model, images, "c1", channel, preprocess=inspected.preprocess)
+        assert found.background == (0,)  # the digits' empty image is black
+        for patch in found.patches:
+            assert patch.shape[1:] == (5, 5) and int((patch > 127).sum()) >= 3, (channel, patch)
+
+
+def _brightness_unit() -> nn.Module:
+    """One 3x3 all-ones filter with zero padding: it adds up the brightness it sees. On black
+    (-1 after normalisation) it is -9 inside the image but -4 in a corner, where five of its
+    inputs are the padding's 0 -- it answers most to the border, not to any content."""
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    nn.init.ones_(conv.weight)
+    return nn.Sequential(conv).eval()
+
+
+def test_top_patches_rank_by_the_content_not_the_padding():
+    images = torch.zeros(12, 1, 16, 16, dtype=torch.uint8)
+    for k in range(12):  # a short faint stroke (grey 140, +0.1 after normalisation) inside each image
+        row, col = 3 + k % 9, 4 + k % 7
+        images[k, 0, row, col : col + 3] = 140
+    preprocess = lambda batch: (batch.float() / 255 - 0.5) / 0.5  # noqa: E731
+    model = _brightness_unit()
+    raw = viz.top_patches(model, images, "0", 0, preprocess=preprocess, top_k=4, background=None)
+    for patch, box in zip(raw.patches, raw.boxes):  # the paper's ranking: an empty corner wins
+        assert patch.max() == 0 and min(box) < 0
+    found = viz.top_patches(model, images, "0", 0, preprocess=preprocess, top_k=4)
+    assert found.background == (0,)
+    for k, patch in enumerate(found.patches):
+        assert int((patch == 140).sum()) == 3, patch  # the unit centred on the stroke
+        assert found.inside(k).all()
+        assert found.excess[k] == pytest.approx(found.activations[k] + 9, abs=1e-4)  # -9: an empty interior
+    assert found.activations[0] < raw.activations[0]  # the stroke's raw activation is below the corner's
+
+
+def test_top_patches_mark_the_part_of_the_box_outside_the_image(lenet, digits, tmp_path):
+    """A unit at the map's corner sees past the image: the figure paints that part the same
+    distinct colour in the patch and in its projection, pixel for pixel."""
+    from convatlas.viz.render import OUTSIDE_COLOUR, image_to_display, mark_outside
+
+    images = digits[2][:20].clone()
+    images[:, :, :8, :8] = 255  # bright top-left corners
+    found = viz.top_patches(lenet.model, images, "act3", None, preprocess=lenet.preprocess, top_k=3)
+    box = found.boxes[0]
+    assert box[2] - box[0] == box[3] - box[1] == 14  # a square receptive field
+    inside = found.inside(0)
+    expected = (torch.arange(box[0], box[2]) >= 0)[:, None] & (torch.arange(box[1], box[3]) >= 0)[None, :]
+    expected &= (torch.arange(box[0], box[2]) < 32)[:, None] & (torch.arange(box[1], box[3]) < 32)[None, :]
+    assert torch.equal(inside, expected)
+    shown = mark_outside(image_to_display(found.patches[0]), inside)
+    assert shown.shape == (14, 14, 3)
+    assert np.allclose(shown[~inside.numpy()], OUTSIDE_COLOUR) and not np.allclose(shown[inside.numpy()], OUTSIDE_COLOUR)
+    out = tmp_path / "patches.png"
+    viz.visualize(lenet, "top-patches", out, layer="c1", num_images=50)
+    assert _is_png(out)
+
+
+def test_top_patches_figure_of_lenet_c1(lenet, tmp_path):
+    out = tmp_path / "top.png"
+    result = viz.visualize(lenet, "top-patches", out, layer="c1", num_images=200)
+    assert _is_png(out) and result.layer == "c1" and "above an empty image" in result.summary
+
+
+# --------------------------------------------------------------------------------------------
+# Cards say how to feed a model.
+
+
+@pytest.mark.slow
+def test_zoo_models_are_fed_as_their_cards_say():
+    for name in convatlas.list_models():
+        card = convatlas.model_card(name)
+        with torch.device("meta"):
+            model = convatlas.create_model(name)
+        inspected = viz.load_model(model)
+        p = card.preprocessing
+        assert (inspected.mean, inspected.std, inspected.fit) == (p.mean, p.std, p.fit), name
+        assert (inspected.crop_fraction, inspected.interpolation) == (p.crop_fraction, p.interpolation), name
+        assert inspected.classes == p.classes, name
+    assert viz.load_model(convatlas.create_model("resnet20")).classes[:2] == ["airplane", "automobile"]
+    assert viz.load_model(convatlas.create_model("lenet5", num_classes=5)).classes is None  # not the card's labels
+
+
+def test_pictures_are_resized_or_padded_as_the_card_says():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    alexnet = viz.load_model(convatlas.create_model("alexnet"))
+    image, _, _ = viz.load_image(alexnet, photo)
+    # ImageNet evaluation: the shorter side to 224 / 0.875 = 256, then the centre 224 x 224
+    resized = F.interpolate(torch.from_numpy(photo).permute(2, 0, 1)[None].float(), size=(256, 341),
+                            mode="bilinear", antialias=True, align_corners=False).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(image, resized[:, :, 16:240, 58:282])
+    digit = rng.integers(1, 256, (28, 28), dtype=np.uint8)
+    lenet5 = viz.load_model(convatlas.create_model("lenet5"))
+    image, _, _ = viz.load_image(lenet5, digit)
+    assert image.shape == (1, 1, 32, 32) and torch.equal(image[0, 0, 2:30, 2:30], torch.from_numpy(digit))
+    assert int(image[0, 0].sum()) == int(digit.astype(np.int64).sum())  # a black frame around it
+    big = viz.load_image(lenet5, rng.integers(1, 256, (64, 128), dtype=np.uint8))[0]
+    assert big.shape == (1, 1, 32, 32) and (big[0, 0, :8] == 0).all() and (big[0, 0, 8:24] > 0).all()

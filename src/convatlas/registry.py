@@ -422,5 +422,13 @@ def check_input_size(model: nn.Module, shape: tuple[int, ...]) -> None:
 
 
 def card_with(card: ModelCard, **changes: Any) -> ModelCard:
-    """A copy of ``card`` with some fields changed (for families of near-identical cards)."""
+    """A copy of ``card`` with some fields changed (for families of near-identical cards).
+
+    A card whose preprocessing is the default one of its dataset gets the default of the new
+    dataset and channels (a CIFAR-10 copy of an ImageNet card is fed as CIFAR-10); a card given
+    its own preprocessing keeps it unless ``preprocessing`` is changed too.
+    """
+    if "preprocessing" not in changes and card.preprocessing == Preprocessing.for_dataset(card.dataset,
+                                                                                         card.input_size[0]):
+        changes["preprocessing"] = None  # __post_init__ fills in the new dataset's default
     return replace(card, **changes)

@@ -16,11 +16,13 @@ methods:
   deconvnet        ZFNet's projection of --layer's strongest activations back to pixels:
                    unpooling with max-pool switches, rectification, transposed filters
                    (--channel = one channel, else the --top-k strongest channels)
-  top-patches      the dataset patches that most excite --channel of --layer, beside their
-                   deconvnet projections (ZFNet's Fig. 2; --num-images searched)
+  top-patches      the dataset patches whose content most excites --channel of --layer (its
+                   activation above an empty image's), beside their deconvnet projections
+                   (ZFNet's Fig. 2; --num-images searched; blue: outside the image)
   occlusion        the probability of the correct class as a grey --window square slides
                    over the image (ZFNet's occlusion experiment), as a heat map
-  gradcam          Grad-CAM of --target at --layer (default: the last convolutional block)
+  gradcam          Grad-CAM of --target at --layer (default: the last layer whose output, at
+                   its last call, is a map larger than 1x1: the last convolutional block)
   saliency         the vanilla gradient |dS/dI| (Simonyan et al.)
   guided-backprop  guided backpropagation (Springenberg et al.)
 

@@ -19,6 +19,7 @@ All three work for any network that returns class scores (a tuple output counts 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -140,48 +141,65 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: int | None = None
     return _input_gradient(model, x, target, guided=True)
 
 
-def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """The last layer to finish in the forward pass whose output is a stack of feature maps
-    larger than 1x1 (the last convolutional block), adaptive pooling excluded."""
-    finished: list[str] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name or isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-            continue
-        handles.append(module.register_forward_hook(
-            lambda m, i, o, n=name: finished.append(n)
-            if isinstance(o, torch.Tensor) and o.dim() == 4 and o.shape[2] * o.shape[3] > 1 else None
-        ))
+def _last_calls(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, tuple[int, ...] | None]]:
+    """For every named module: (when its last call finished, counted over all calls of all
+    modules; the shape of that call's output, None if not a tensor), for input ``x``."""
+    finished = itertools.count()
+    last: dict[str, tuple[int, tuple[int, ...] | None]] = {}
+
+    def record(name: str):
+        def hook(_m: nn.Module, _i: tuple, output: object) -> None:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            last[name] = (next(finished), shape)
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules() if name]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    if not finished:
+    return last
+
+
+def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The layer Grad-CAM explains by default: of the layers whose output at their *last* call
+    (the call :func:`gradcam` uses) is a stack of feature maps larger than 1x1, the one whose last
+    call finishes last in the forward pass -- the last convolutional block. Adaptive pooling is
+    left out (its maps are the pooled summary, not a convolutional block).
+
+    A module called several times, such as LeNet-5's one ``ScaledTanh`` applied after every layer
+    or a ReLU shared inside a residual block, counts with its last call only: LeNet-5's ``squash``
+    ends on the 84 units of F6, so its default is ``s4``.
+    """
+    last = _last_calls(model, x)
+    modules = dict(model.named_modules())
+    spatial = [(order, name) for name, (order, shape) in last.items()
+               if shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1
+               and not isinstance(modules[name], (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+    if not spatial:
         raise ValueError(f"{type(model).__name__} has no layer with feature maps larger than 1x1 for this input")
-    return finished[-1]
+    return max(spatial)[1]
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, layer: str | None = None, target: int | None = None) -> GradCamResult:
     """Grad-CAM of class ``target`` at ``layer`` (default: :func:`default_cam_layer`) for ``x`` (1, C, H, W).
 
-    A layer called several times in one forward pass (a ReLU shared inside a residual block)
-    uses its last call.
+    A layer called several times in one forward pass (a ReLU shared inside a residual block,
+    LeNet-5's ``squash``) uses its last call, which must give feature maps (N, C, H, W).
     """
     _check_input(x, "Grad-CAM")
     layer = layer or default_cam_layer(model, x)
     module = get_layer(model, layer)
-    activations: list[torch.Tensor] = []
+    activations: list[object] = []  # the output of each call (a copy: later in-place ops may change it)
     gradients: dict[int, torch.Tensor] = {}
 
-    def hook(_m: nn.Module, _i: tuple, output: torch.Tensor) -> None:
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ValueError(f"Grad-CAM needs feature maps (N, C, H, W) at layer {layer!r}, got {shape}")
+    def hook(_m: nn.Module, _i: tuple, output: object) -> None:
         call = len(activations)
-        activations.append(output.detach().clone())
-        output.register_hook(lambda g: gradients.__setitem__(call, g))
+        activations.append(output.detach().clone() if isinstance(output, torch.Tensor) else output)
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda g: gradients.__setitem__(call, g))
 
     handle = module.register_forward_hook(hook)
     try:
@@ -196,8 +214,14 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer: str | None = None, target:
     if not activations:
         raise ValueError(f"layer {layer!r} is not used in the forward pass of {type(model).__name__}")
     last = len(activations) - 1
-    features = activations[last][0]
-    gradient = gradients.get(last, torch.zeros_like(activations[last]))[0]
+    output = activations[last]
+    if not isinstance(output, torch.Tensor) or output.dim() != 4:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        which = f" at its last call (of {len(activations)})" if len(activations) > 1 else ""
+        raise ValueError(f"Grad-CAM needs feature maps (N, C, H, W) at layer {layer!r}, got {shape}{which}; "
+                         f"leave the layer out for the default, {default_cam_layer(model, x)!r}")
+    features = output[0]
+    gradient = gradients.get(last, torch.zeros_like(output))[0]
     weights = gradient.mean(dim=(1, 2))                                    # alpha_k
     low_res = F.relu((weights[:, None, None] * features).sum(dim=0))       # ReLU(sum_k alpha_k A^k)
     heatmap = F.interpolate(low_res[None, None], size=x.shape[2:], mode="bilinear", align_corners=False)[0, 0]

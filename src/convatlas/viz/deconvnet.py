@@ -44,7 +44,7 @@ from torch import nn
 from convatlas.viz.source import check_channel, get_layer
 
 __all__ = ["DeconvnetError", "DeconvnetResult", "deconvnet", "project", "trace_chain", "ChainStep",
-           "receptive_box", "projectable_layers", "isolate_unit"]
+           "receptive_box", "projectable_layers", "projectable_outputs", "isolate_unit"]
 
 INVERTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
 FOLDED = (nn.BatchNorm2d,)
@@ -192,11 +192,23 @@ def trace_chain(model: nn.Module, x: torch.Tensor, layer: str) -> tuple[list[Cha
     return steps, output.detach().clone()
 
 
-def projectable_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """Leaf layers the deconvnet can project from for input ``x``, in forward order."""
+def projectable_outputs(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Leaf layers the deconvnet can project from for input ``x``, in forward order, each with the
+    shape of its output at the call the deconvnet projects: its first (:func:`trace_chain` stops
+    the forward pass there)."""
     calls, _ = _record_calls(model, x, model)
     steps, _, _ = _valid_prefix(calls, x)
-    return [s.name for s in steps]
+    outputs: dict[str, tuple[int, ...]] = {}
+    for step, call in zip(steps, calls):  # steps[i] undoes calls[i]; a module called twice counts once
+        output = call.get("output")
+        if step.name not in outputs and isinstance(output, torch.Tensor):
+            outputs[step.name] = tuple(output.shape)
+    return outputs
+
+
+def projectable_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Leaf layers the deconvnet can project from for input ``x``, in forward order."""
+    return list(projectable_outputs(model, x))
 
 
 # --------------------------------------------------------------------------------------------

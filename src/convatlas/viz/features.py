@@ -69,12 +69,30 @@ def spatial_layer_names(model: nn.Module, x: torch.Tensor) -> list[str]:
     return [n for n in order if len(shapes[n]) == 4]
 
 
-def default_feature_layer(model: nn.Module) -> str:
-    """The first convolution: its maps are the easiest to read (edges, colour blobs)."""
+def default_feature_layer(model: nn.Module, x: torch.Tensor | None = None) -> str:
+    """The first convolution: its maps are the easiest to read (edges, colour blobs).
+
+    With an input ``x``, the first ``Conv2d`` to run in the forward pass (a convolution defined
+    early but not run -- an auxiliary head in eval mode -- has no maps to show); without, the first
+    one defined.
+    """
     convs = layer_names(model, (nn.Conv2d,))
     if not convs:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer; name a layer with --layer")
-    return convs[0]
+    if x is None:
+        return convs[0]
+    modules = dict(model.named_modules())
+    ran: list[str] = []
+    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: ran.append(n)) for n in convs]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not ran:
+        raise ValueError(f"no Conv2d layer of {type(model).__name__} runs for this input; name a layer with --layer")
+    return ran[0]
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:

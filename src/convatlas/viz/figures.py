@@ -15,12 +15,12 @@ from typing import Any
 import torch
 
 from convatlas.viz.attribution import gradcam, guided_backprop, predict, saliency
-from convatlas.viz.deconvnet import deconvnet, projectable_layers
-from convatlas.viz.features import default_feature_layer, feature_maps, output_shapes
+from convatlas.viz.deconvnet import deconvnet, projectable_outputs
+from convatlas.viz.features import default_feature_layer, feature_maps
 from convatlas.viz.filters import filter_grid, tile
 from convatlas.viz.occlusion import occlusion
 from convatlas.viz.patches import top_patches
-from convatlas.viz.render import Panel, image_to_display, rescale, save_panels, signed_to_display
+from convatlas.viz.render import Panel, image_to_display, mark_outside, rescale, save_panels, signed_to_display
 from convatlas.viz.source import InspectedModel, check_channel, load_image, load_model, sample_images
 
 __all__ = ["METHODS", "Visualization", "visualize"]
@@ -53,9 +53,9 @@ def _input_panel(inspected: InspectedModel, image: torch.Tensor, caption: str) -
 
 
 def _deepest_projectable(inspected: InspectedModel, x: torch.Tensor) -> str:
-    """The last layer the deconvnet can project whose maps are larger than 1x1."""
-    shapes = output_shapes(inspected.model, x)
-    names = [n for n in projectable_layers(inspected.model, x) if shapes[n][2] * shapes[n][3] > 1]
+    """The last layer the deconvnet can project whose maps, at the call it projects, are larger than 1x1."""
+    outputs = projectable_outputs(inspected.model, x)
+    names = [n for n, shape in outputs.items() if len(shape) == 4 and shape[2] * shape[3] > 1]
     if not names:
         raise ValueError(f"the deconvnet cannot project any layer of {inspected.name}; name one with layer=")
     return names[-1]
@@ -79,8 +79,9 @@ def _filters(inspected: InspectedModel, out: Path, layer: str | None, channel: i
 def _features(inspected: InspectedModel, out: Path, layer: str | None, channel: int | None, image: Any, index: int,
               **_: Any) -> Visualization:
     pixels, _, caption = load_image(inspected, image, index=index)
-    layer = layer or default_feature_layer(inspected.model)
-    maps = feature_maps(inspected.model, inspected.preprocess(pixels), layer)
+    x = inspected.preprocess(pixels)
+    layer = layer or default_feature_layer(inspected.model, x)
+    maps = feature_maps(inspected.model, x, layer)
     if channel is not None:
         channel = check_channel(channel, maps.shape[0], layer)
         shown = maps[channel].numpy()
@@ -123,19 +124,30 @@ def _top_patches(inspected: InspectedModel, out: Path, layer: str | None, channe
     layer = layer or _deepest_projectable(inspected, inspected.preprocess(images[:1]))
     found = top_patches(inspected.model, images, layer, channel, preprocess=inspected.preprocess, top_k=top_k)
     cols = _grid_cols(len(found.image_indices))
-    projections = tile([signed_to_display(p) for p in found.projections], cols)
-    patches = tile([image_to_display(p) for p in found.patches], cols)
+    # Patch and projection are the same receptive-field box, drawn pixel for pixel (square pixels);
+    # where the box reaches past the image's border both show OUTSIDE_COLOUR.
+    inside = [found.inside(k) for k in range(len(found.image_indices))]
     h, w = found.patches.shape[2:]
+    # Gaps in proportion to the tiles, so that they show at any receptive-field size: between
+    # tiles, and under each row for the captions. Dark grey, since white strokes reach a patch's edge.
+    layout = {"pad": max(1, round(h / 40)), "below": max(1, round(h / 5)), "background": 0.3}
+    projections = tile([mark_outside(signed_to_display(p), m) for p, m in zip(found.projections, inside)], cols,
+                       **layout)
+    patches = tile([mark_outside(image_to_display(p), m) for p, m in zip(found.patches, inside)], cols, **layout)
+    pad, below = layout["pad"], layout["below"]
     shown = [source_indices[i] for i in found.image_indices]  # index in the test split / crop list
-    notes = [((k % cols) * (w + 1) + 1 + w / 2, (k // cols) * (h + 1) + 1 + h - 1, f"#{i}: {a:.2f}")
-             for k, (i, a) in enumerate(zip(shown, found.activations))]
-    panels = [Panel(f"deconvnet projections ({h}x{w} receptive field)", projections),
-              Panel(f"image patches from {caption}", patches, notes=notes)]
+    notes = [(pad + (k % cols) * (w + pad) + w / 2, pad + (k // cols) * (h + pad + below) + h, f"#{i}: {e:+.2f}")
+             for k, (i, e) in enumerate(zip(shown, found.excess))]
+    outside = "\nblue: outside the image" if not all(bool(m.all()) for m in inside) else ""
+    panels = [Panel(f"deconvnet projections ({h}x{w} receptive field){outside}", projections),
+              Panel(f"image patches from {caption}\nimage number: activation above the empty image's", patches,
+                    notes=notes)]
     save_panels(panels, out, f"{inspected.name}: top {len(found.image_indices)} activations of {layer}, "
                 f"channel {found.channel}", panel_size=4.2)
     return Visualization(out, "top-patches", inspected.name, layer, None,
                          f"{layer} channel {found.channel}: images {shown}, "
-                         f"activations {[round(a, 3) for a in found.activations]}")
+                         f"activations {[round(a, 3) for a in found.activations]}, "
+                         f"above an empty image {[round(e, 3) for e in found.excess]}")
 
 
 def _occlusion(inspected: InspectedModel, out: Path, image: Any, index: int, target: int | str | None,

@@ -49,17 +49,20 @@ def normalise_filter(weight: torch.Tensor) -> torch.Tensor:
     return (weight - low) / (high - low)
 
 
-def tile(tiles: list[np.ndarray], cols: int, *, pad: int = 1, background: float = 1.0) -> np.ndarray:
-    """Lay equal-size images (h, w) or (h, w, 3) out in a grid ``cols`` wide with ``pad`` pixels between."""
+def tile(tiles: list[np.ndarray], cols: int, *, pad: int = 1, background: float = 1.0, below: int = 0) -> np.ndarray:
+    """Lay equal-size images (h, w) or (h, w, 3) out in a grid ``cols`` wide with ``pad`` pixels
+    between, and ``below`` more pixels under each row of tiles (room for a caption): tile ``k``'s
+    top-left corner is at row ``pad + (k // cols) * (h + pad + below)``, column ``pad + (k % cols) * (w + pad)``."""
     if not tiles:
         raise ValueError("nothing to tile")
     h, w = tiles[0].shape[:2]
     rows = math.ceil(len(tiles) / cols)
-    shape = (rows * (h + pad) + pad, cols * (w + pad) + pad) + tiles[0].shape[2:]
+    step = h + pad + below
+    shape = (rows * step + pad, cols * (w + pad) + pad) + tiles[0].shape[2:]
     grid = np.full(shape, background, dtype=np.float32)
     for k, t in enumerate(tiles):
         r, c = divmod(k, cols)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = t
+        grid[pad + r * step : pad + r * step + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = t
     return grid
 
 

@@ -15,7 +15,8 @@ import torch
 
 from convatlas._io import atomic_save
 
-__all__ = ["Panel", "save_panels", "image_to_display", "signed_to_display", "rescale", "FORMATS"]
+__all__ = ["Panel", "save_panels", "image_to_display", "signed_to_display", "rescale", "mark_outside",
+           "OUTSIDE_COLOUR", "FORMATS"]
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -61,6 +62,21 @@ def signed_to_display(signal: torch.Tensor) -> np.ndarray:
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
 
+# Where a receptive field reaches past the image's border: a colour no picture of the zoo's
+# datasets is made of (the digits are grey, the deconvnet's projections grey around mid-grey).
+OUTSIDE_COLOUR = (0.42, 0.62, 0.92)
+
+
+def mark_outside(display: np.ndarray, inside: torch.Tensor | np.ndarray,
+                 colour: tuple[float, float, float] = OUTSIDE_COLOUR) -> np.ndarray:
+    """A displayable picture (H, W) grey or (H, W, 3), as colour (H, W, 3) with the pixels where
+    ``inside`` (H, W) is False painted ``colour``."""
+    rgb = np.repeat(display[..., None], 3, axis=2) if display.ndim == 2 else display.copy()
+    mask = inside.numpy() if isinstance(inside, torch.Tensor) else np.asarray(inside)
+    rgb[~mask.astype(bool)] = colour
+    return rgb
+
+
 def rescale(values: torch.Tensor | np.ndarray) -> np.ndarray:
     """Min-max scale to [0, 1] (a constant map becomes 0)."""
     array = values.detach().cpu().float().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
@@ -71,7 +87,7 @@ def rescale(values: torch.Tensor | np.ndarray) -> np.ndarray:
 def _draw(fig, ax, panel: Panel) -> None:
     grey = panel.image.ndim == 2 and panel.cmap is None
     shown = ax.imshow(panel.image, cmap="gray" if grey else panel.cmap, vmin=0 if grey else panel.vmin,
-                      vmax=1 if grey else panel.vmax, interpolation="nearest")
+                      vmax=1 if grey else panel.vmax, interpolation="nearest", aspect="equal")  # square pixels
     height, width = panel.image.shape[:2]
     if panel.overlay is not None:
         extent = panel.overlay_extent or (-0.5, width - 0.5, height - 0.5, -0.5)

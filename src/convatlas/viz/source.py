@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convatlas.registry import Preprocessing
+
 __all__ = [
     "InspectedModel",
     "load_model",
@@ -35,18 +37,8 @@ __all__ = [
     "layer_names",
     "get_layer",
     "check_channel",
+    "fit_picture",
 ]
-
-# Per-channel mean / std of the datasets the zoo's cards name (torchvision's ImageNet constants;
-# CIFAR and MNIST statistics of their training sets).
-NORMALISATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "mnist": ((0.1307,), (0.3081,)),
-}
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
 
 @dataclass
 class InspectedModel:
@@ -54,6 +46,8 @@ class InspectedModel:
 
     ``preprocess`` turns uint8 images (N, C, H, W) into the float tensor the network takes:
     ``(x / 255 - mean) / std`` unless the run that trained it brought its own ``preprocess_fn``.
+    ``fit``, ``crop_fraction`` and ``interpolation`` say how :func:`load_image` brings a picture to
+    ``image_size`` (a zoo model: as its card's :class:`~convatlas.registry.Preprocessing` says).
     """
 
     model: nn.Module
@@ -66,7 +60,9 @@ class InspectedModel:
     dataset_name: str | None = None
     run_dir: Path | None = None
     data_root: str | None = None
-    fit: str = "resize"  # how dataset images reach image_size: "resize" or "pad" (as the run trained)
+    fit: str = "resize"  # how pictures reach image_size: "resize" or "pad" (as the card says / the run trained)
+    crop_fraction: float = 1.0  # "resize": the shorter side goes to side / crop_fraction, then a centre crop
+    interpolation: str = "bilinear"
     preprocess_fn: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -82,6 +78,11 @@ class InspectedModel:
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
         return (images.float() / 255.0 - mean) / std
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How a picture is fed to :attr:`model`, as a :class:`~convatlas.registry.Preprocessing`."""
+        return Preprocessing(tuple(self.mean), tuple(self.std), self.fit, self.crop_fraction, self.interpolation)
 
     def class_name(self, index: int) -> str:
         if self.classes is not None and 0 <= index < len(self.classes):
@@ -108,48 +109,42 @@ def _first_conv(model: nn.Module) -> nn.Conv2d | None:
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 
-def _imagenet_classes() -> list[str]:
-    import torchvision
-
-    return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _classes_for(dataset: str | None, num_classes: int | None) -> list[str] | None:
-    if dataset == "imagenet" and num_classes in (None, 1000):
-        return _imagenet_classes()
-    if dataset == "cifar10" and num_classes in (None, 10):
-        return list(CIFAR10_CLASSES)
-    if dataset == "mnist" and num_classes in (None, 10):
-        return [str(d) for d in range(10)]
-    return None
-
-
 def _from_zoo_module(model: nn.Module, *, loaded_imagenet_weights: bool = False) -> InspectedModel:
+    """What the card says about feeding the network; ImageNet's preprocessing once torchvision's
+    ImageNet weights are loaded into it."""
     from convatlas.registry import model_card
 
     card = model_card(model.model_name)
-    dataset = "imagenet" if loaded_imagenet_weights else card.dataset
-    mean, std = NORMALISATION.get(dataset, NORMALISATION["imagenet"])
     channels = card.input_size[0]
-    if len(mean) != channels:  # e.g. a 1-channel network described by a 3-channel dataset
-        mean, std = mean[:1] * channels, std[:1] * channels
+    dataset = "imagenet" if loaded_imagenet_weights else card.dataset
+    preprocessing = Preprocessing.for_dataset("imagenet", channels) if loaded_imagenet_weights else card.preprocessing
+    classes = preprocessing.classes
+    num_classes = getattr(model, "num_classes", None)
+    if classes is not None and num_classes is not None and len(classes) != num_classes:
+        classes = None  # built with other classes than the card's (create_model(name, num_classes=...))
     return InspectedModel(
         model=model.eval(),
         name=card.name,
         in_channels=channels,
         image_size=(card.input_size[1], card.input_size[2]),
-        mean=mean,
-        std=std,
-        classes=_classes_for(dataset, getattr(model, "num_classes", None)),
+        mean=tuple(preprocessing.mean),
+        std=tuple(preprocessing.std),
+        classes=classes,
         dataset_name=dataset,
-        fit="pad" if dataset == "mnist" else "resize",  # LeNet-5 centres 28x28 digits in 32x32
+        fit=preprocessing.fit,
+        crop_fraction=preprocessing.crop_fraction,
+        interpolation=preprocessing.interpolation,
     )
 
 
 def _from_plain_module(model: nn.Module) -> InspectedModel:
     conv = _first_conv(model)
     channels = conv.in_channels if conv is not None else 3
-    mean, std = NORMALISATION["imagenet"] if channels == 3 else ((0.5,) * channels, (0.5,) * channels)
+    if channels == 3:  # most likely an ImageNet network (torchvision's)
+        imagenet = Preprocessing.for_dataset("imagenet", channels)
+        mean, std = tuple(imagenet.mean), tuple(imagenet.std)
+    else:
+        mean, std = (0.5,) * channels, (0.5,) * channels
     return InspectedModel(
         model=model.eval(),
         name=type(model).__name__,
@@ -306,17 +301,56 @@ PHOTOS = ("chelsea", "astronaut", "coffee", "rocket", "immunohistochemistry", "h
 GREY_PHOTOS = ("camera", "coins", "moon", "brick", "page", "clock")
 
 
-def _resize_center_crop(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (C, H, W) -> uint8 (C, *size): scale the shorter side to fit, then crop the centre."""
+def _resample(image: torch.Tensor, size: tuple[int, int], interpolation: str) -> torch.Tensor:
+    """uint8 (C, H, W) -> uint8 (C, *size) with ``interpolation`` (antialiased when shrinking)."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
+    smooth = interpolation in ("bilinear", "bicubic")
+    resized = F.interpolate(image[None].float(), size=size, mode=interpolation, antialias=smooth,
+                            align_corners=False if smooth else None)
+    return resized[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def _resize_center_crop(image: torch.Tensor, size: tuple[int, int], *,
+                        resize_to: Callable[[int], int] = lambda side: side,
+                        interpolation: str = "bilinear") -> torch.Tensor:
+    """uint8 (C, H, W) -> uint8 (C, *size): scale the picture so that its shorter side becomes
+    ``resize_to(side)`` (just covering ``size`` by default; 256 for a 224 crop with ImageNet's
+    crop fraction 0.875), then crop the centre."""
     c, h, w = image.shape
     th, tw = size
-    scale = max(th / h, tw / w)
+    scale = max(resize_to(th) / h, resize_to(tw) / w)
     nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
-    if (nh, nw) != (h, w):
-        resized = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        image = resized[0].round().clamp(0, 255).to(torch.uint8)
+    image = _resample(image, (nh, nw), interpolation)
     top, left = (nh - th) // 2, (nw - tw) // 2
     return image[:, top : top + th, left : left + tw].contiguous()
+
+
+def _pad_to(image: torch.Tensor, size: tuple[int, int], *, interpolation: str = "bilinear") -> torch.Tensor:
+    """uint8 (C, H, W) -> uint8 (C, *size): the picture centred on black, as LeNet-5's 28x28 digits
+    in its 32x32 input. A picture larger than ``size`` is first shrunk to fit inside it, aspect
+    kept (cropping its centre instead would show the network a small piece of it)."""
+    c, h, w = image.shape
+    th, tw = size
+    if h > th or w > tw:
+        scale = min(th / h, tw / w)
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        image = _resample(image, (h, w), interpolation)
+    out = image.new_zeros((c, th, tw))
+    top, left = (th - h) // 2, (tw - w) // 2
+    out[:, top : top + h, left : left + w] = image
+    return out
+
+
+def fit_picture(image: torch.Tensor, inspected: InspectedModel) -> torch.Tensor:
+    """uint8 (C, H, W) -> uint8 (C, *image_size) as ``inspected`` is fed: for ``fit="resize"`` the
+    shorter side resized to ``preprocessing.resize_to(side)`` then the centre crop, for ``"pad"``
+    centred on black (:class:`~convatlas.registry.Preprocessing`)."""
+    preprocessing = inspected.preprocessing
+    if preprocessing.fit == "pad":
+        return _pad_to(image, inspected.image_size, interpolation=preprocessing.interpolation)
+    return _resize_center_crop(image, inspected.image_size, resize_to=preprocessing.resize_to,
+                               interpolation=preprocessing.interpolation)
 
 
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -427,7 +461,7 @@ def load_image(
         caption = "image"
     else:
         raise TypeError(f"image must be a path, an array, a tensor or None, got {type(image).__name__}")
-    return _resize_center_crop(pixels.contiguous(), inspected.image_size)[None], label, caption
+    return fit_picture(pixels.contiguous(), inspected)[None], label, caption
 
 
 def sample_images(inspected: InspectedModel, count: int = 500) -> tuple[torch.Tensor, list[int], str]:
