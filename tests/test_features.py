@@ -217,7 +217,7 @@ def test_unknown_stage_and_undeclared_model_are_clear_errors(small_models):
 
 def test_hooks_are_removed_when_the_forward_pass_fails(small_models):
     model = small_models["resnet_mini"]
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="1-channel"):
         FeatureExtractor(model)(torch.randn(1, 5, 32, 32))  # wrong channel count
     assert all(not model.get_submodule(i.module)._forward_hooks for i in model.feature_info)
 

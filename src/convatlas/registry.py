@@ -427,5 +427,11 @@ def check_input_size(model: nn.Module, shape: tuple[int, ...]) -> None:
 
 
 def card_with(card: ModelCard, **changes: Any) -> ModelCard:
-    """A copy of ``card`` with some fields changed (for families of near-identical cards)."""
+    """A copy of ``card`` with some fields changed (for families of near-identical cards).
+
+    A copy for another dataset or input size gets that dataset's usual preprocessing unless
+    ``preprocessing`` is among the changes (the original's would feed it the wrong statistics).
+    """
+    if "preprocessing" not in changes and ({"dataset", "input_size"} & changes.keys()):
+        changes["preprocessing"] = None  # filled in again from the new dataset
     return replace(card, **changes)

@@ -14,8 +14,9 @@ Tensors on the meta device (shapes only) are skipped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

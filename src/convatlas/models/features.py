@@ -27,8 +27,8 @@ a little smaller (Inception's 299 input gives 8x8 at 32, LeNet-5's C1 is 28x28 a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 from torch import nn

@@ -331,8 +331,8 @@ class LeNet5Modern(nn.Module):
         self.f6 = nn.Linear(120, 84)
         self.act6 = act()
         self.output = nn.Linear(84, num_classes)
-        modules = {"C1": "act1", "S2": "s2", "C3": "act3", "S4": "s4", "C5": "act5"}
-        self.feature_info = [FeatureInfo(name, modules[name], c, r) for name, c, r in _MAPS]
+        module_of = {"C1": "act1", "S2": "s2", "C3": "act3", "S4": "s4", "C5": "act5"}
+        self.feature_info = [FeatureInfo(name, module_of[name], c, r) for name, c, r in _MAPS]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.s2(self.act1(self.c1(x)))
