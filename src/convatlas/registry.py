@@ -424,11 +424,9 @@ def check_input_size(model: nn.Module, shape: tuple[int, ...]) -> None:
 def card_with(card: ModelCard, **changes: Any) -> ModelCard:
     """A copy of ``card`` with some fields changed (for families of near-identical cards).
 
-    A card whose preprocessing is the default one of its dataset gets the default of the new
-    dataset and channels (a CIFAR-10 copy of an ImageNet card is fed as CIFAR-10); a card given
-    its own preprocessing keeps it unless ``preprocessing`` is changed too.
+    A copy for another dataset or input size gets that dataset's usual preprocessing unless
+    ``preprocessing`` is among the changes (the original's would feed it the wrong statistics).
     """
-    if "preprocessing" not in changes and card.preprocessing == Preprocessing.for_dataset(card.dataset,
-                                                                                         card.input_size[0]):
-        changes["preprocessing"] = None  # __post_init__ fills in the new dataset's default
+    if "preprocessing" not in changes and ({"dataset", "input_size"} & changes.keys()):
+        changes["preprocessing"] = None  # filled in again from the new dataset
     return replace(card, **changes)

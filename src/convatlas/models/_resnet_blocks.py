@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convatlas.layers.init import init_weights, kaiming_normal
+
 __all__ = [
     "conv1x1",
     "conv3x3",
@@ -31,15 +33,7 @@ __all__ = [
     "ZeroPadShortcut",
     "projection_shortcut",
     "init_resnet_weights",
-    "check_positive_int",
 ]
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """``value`` if it is a positive integer, else a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -166,11 +160,4 @@ def init_resnet_weights(model: nn.Module) -> None:
     """He initialisation (He et al. 2015, arXiv:1502.01852) as the ResNet papers use it:
     convolutions ``N(0, 2 / (k*k*out_channels))``, BN scale 1 and shift 0; the classifier keeps
     PyTorch's default. Tensors on the meta device (shapes only) are left alone."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)) and module.weight.is_meta:
-            continue
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+    init_weights(model, conv=kaiming_normal(mode="fan_out", nonlinearity="relu"), linear=None, zero_bias=False)

@@ -44,23 +44,25 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.layers import LocalResponseNorm
+from convatlas.layers.init import init_weights, normal
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = ["AlexNet", "AlexNetPaper", "alexnet", "alexnet_paper"]
 
 
-def _check_num_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-
-
 class AlexNetPaper(nn.Module):
-    """AlexNet as in the paper: two towers (groups=2 in conv2/4/5), LRN, overlapping pooling, 227x227."""
+    """AlexNet as in the paper: two towers (groups=2 in conv2/4/5), LRN, overlapping pooling, 227x227.
+
+    Feature maps, the last one at each resolution: ``conv1`` (after ``norm1``, /4), ``conv2``
+    (after ``norm2``, /8), ``conv5`` (after ``relu5``, /16) and ``pool5`` (/32).
+    """
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
+        positive_int("num_classes", num_classes)
         self.features = nn.Sequential(OrderedDict(
             conv1=nn.Conv2d(3, 96, kernel_size=11, stride=4),
             relu1=nn.ReLU(inplace=True),
@@ -87,23 +89,32 @@ class AlexNetPaper(nn.Module):
             dropout7=nn.Dropout(p=dropout),
             fc8=nn.Linear(4096, num_classes),
         ))
+        self.feature_info = [
+            FeatureInfo("conv1", "features.norm1", 96, 4),
+            FeatureInfo("conv2", "features.norm2", 256, 8),
+            FeatureInfo("conv5", "features.relu5", 256, 16),
+            FeatureInfo("pool5", "features.pool5", 256, 32),
+        ]
         # Section 5: N(0, 0.01^2) weights; biases 1 in conv2, conv4, conv5 and the hidden FCs, else 0.
-        ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
-        for name, module in [*self.features.named_children(), *self.classifier.named_children()]:
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.01)
-                nn.init.constant_(module.bias, 1.0 if name in ones else 0.0)
+        init_weights(self, conv=normal(std=0.01), linear=normal(std=0.01))
+        for layer in (self.features.conv2, self.features.conv4, self.features.conv5,
+                      self.classifier.fc6, self.classifier.fc7):
+            nn.init.ones_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
 class AlexNet(nn.Module):
-    """torchvision's one-tower AlexNet (same layers and attribute names as ``torchvision.models.alexnet``)."""
+    """torchvision's one-tower AlexNet (same layers and attribute names as ``torchvision.models.alexnet``).
+
+    Feature maps: ``conv1`` (``features.1``, /4), ``conv2`` (``features.4``, /8), ``conv5``
+    (``features.11``, /16) and ``pool5`` (``features.12``, /32).
+    """
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
-        _check_num_classes(num_classes)
+        positive_int("num_classes", num_classes)
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),  # 0: conv1
             nn.ReLU(inplace=True),
@@ -119,6 +130,12 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
+        self.feature_info = [
+            FeatureInfo("conv1", "features.1", 64, 4),
+            FeatureInfo("conv2", "features.4", 192, 8),
+            FeatureInfo("conv5", "features.11", 256, 16),
+            FeatureInfo("pool5", "features.12", 256, 32),
+        ]
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout),

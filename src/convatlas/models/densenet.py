@@ -31,6 +31,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convatlas._checks import fraction, positive_int
+from convatlas.layers.init import init_weights, kaiming_normal
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = [
@@ -44,6 +47,12 @@ __all__ = [
     "densenet201",
     "densenet264",
     "densenet_cifar",
+    "densenet40_k12",
+    "densenet100_k12",
+    "densenet100_k24",
+    "densenet_bc100_k12",
+    "densenet_bc250_k24",
+    "densenet_bc190_k40",
     "cifar_block_config",
 ]
 
@@ -131,6 +140,10 @@ class DenseNet(nn.Module):
         compression: ``theta`` in (0, 1]; transitions output ``floor(theta*m)`` channels.
         stem: ``"imagenet"`` (7x7/2 conv, BN, ReLU, 3x3/2 max pool) or ``"cifar"`` (one 3x3 conv).
         drop_rate: dropout after every convolution but the stem's.
+
+    Feature maps: ``conv0`` (after ``relu0``, /2, ImageNet stem only) and ``denseblock1`` ..
+    (each block's concatenated output; the last one after ``norm{n+1}``/``relu{n+1}``, the map the
+    classifier sees), at /4, /8, ... (ImageNet) or /1, /2, ... (CIFAR).
     """
 
     def __init__(
@@ -176,15 +189,24 @@ class DenseNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(channels, num_classes)
         self.num_features = channels
+        self.feature_info = self._feature_info(block_config, growth_rate, num_init_features, compression, stem)
+        # He et al. (2015) normal convolutions (fan_in), as torchvision's DenseNet; the classifier
+        # keeps PyTorch's default weight and gets a zero bias.
+        init_weights(self, conv=kaiming_normal(), linear=None)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+    @staticmethod
+    def _feature_info(block_config: tuple[int, ...], growth_rate: int, num_init_features: int,
+                      compression: float, stem: str) -> list[FeatureInfo]:
+        info = [FeatureInfo("conv0", "features.relu0", num_init_features, 2)] if stem == "imagenet" else []
+        reduction = 4 if stem == "imagenet" else 1
+        channels = num_init_features
+        last = len(block_config)
+        for i, num_layers in enumerate(block_config, start=1):
+            channels += num_layers * growth_rate
+            module = f"features.relu{last + 1}" if i == last else f"features.denseblock{i}"
+            info.append(FeatureInfo(f"denseblock{i}", module, channels, reduction))
+            channels, reduction = int(math.floor(compression * channels)), reduction * 2
+        return info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x))
@@ -344,10 +366,8 @@ def _cifar_card(name: str, depth: int, k: int, bc: bool, params: int, macs: floa
 
 
 def _densenet_cifar(depth: int, growth_rate: int, bc: bool, drop_rate: float, num_classes: int) -> DenseNet:
-    if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-        raise ValueError(f"growth_rate must be a positive integer (k, channels each layer adds), got {growth_rate!r}")
-    if not 0.0 <= drop_rate < 1.0:
-        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+    positive_int("growth_rate", growth_rate, " (k, channels each layer adds)")
+    fraction("drop_rate", drop_rate)
     return DenseNet(
         cifar_block_config(depth, bc),
         growth_rate=growth_rate,
@@ -382,32 +402,73 @@ def densenet_cifar(
     return _densenet_cifar(depth, growth_rate, bc, drop_rate, num_classes)
 
 
-def _register_cifar(name: str, depth: int, k: int, bc: bool, params: int, macs: float,
-                    c10_plus: float, c100_plus: float) -> None:
-    kind = "DenseNet-BC" if bc else "DenseNet"
-
-    def builder(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
-        return _densenet_cifar(depth, k, bc, drop_rate, num_classes)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (
-        f"{kind} (L={depth}, k={k}) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2): "
-        f"three dense blocks of {cifar_block_config(depth, bc)[0]} layers. ``drop_rate``: dropout "
-        "after every convolution but the first (0.2 in the paper without augmentation)."
-    )
-    register_model(_cifar_card(name, depth, k, bc, params, macs, c10_plus, c100_plus))(builder)
-    globals()[name] = builder
-    __all__.append(name)
+# Table 2 rows: name -> (L, k, BC, params (10 classes), MACs, C10+ error, C100+ error).
+_CIFAR_TABLE: dict[str, tuple[int, int, bool, int, float, float, float]] = {
+    "densenet40_k12": (40, 12, False, 1_019_722, 264.8e6, 5.24, 24.42),
+    "densenet100_k12": (100, 12, False, 6_979_642, 1.770e9, 4.10, 20.20),
+    "densenet100_k24": (100, 24, False, 27_249_082, 6.889e9, 3.74, 19.25),
+    "densenet_bc100_k12": (100, 12, True, 769_162, 287.9e6, 4.51, 22.27),
+    "densenet_bc250_k24": (250, 24, True, 15_324_406, 5.419e9, 3.62, 17.60),
+    "densenet_bc190_k40": (190, 40, True, 25_624_430, 9.302e9, 3.46, 17.18),
+}
 
 
-# Table 2 rows: name, L, k, BC, params (10 classes), MACs, C10+ error, C100+ error.
-_CIFAR_TABLE = [
-    ("densenet40_k12", 40, 12, False, 1_019_722, 264.8e6, 5.24, 24.42),
-    ("densenet100_k12", 100, 12, False, 6_979_642, 1.770e9, 4.10, 20.20),
-    ("densenet100_k24", 100, 24, False, 27_249_082, 6.889e9, 3.74, 19.25),
-    ("densenet_bc100_k12", 100, 12, True, 769_162, 287.9e6, 4.51, 22.27),
-    ("densenet_bc250_k24", 250, 24, True, 15_324_406, 5.419e9, 3.62, 17.60),
-    ("densenet_bc190_k40", 190, 40, True, 25_624_430, 9.302e9, 3.46, 17.18),
-]
-for _row in _CIFAR_TABLE:
-    _register_cifar(*_row)
+def _table2(name: str, **changes) -> ModelCard:
+    """The card of the Table 2 row ``name``."""
+    return card_with(_cifar_card(name, *_CIFAR_TABLE[name]), **changes)
+
+
+def _table2_network(name: str, drop_rate: float, num_classes: int) -> DenseNet:
+    """The network of the Table 2 row ``name``."""
+    depth, k, bc = _CIFAR_TABLE[name][:3]
+    return _densenet_cifar(depth, k, bc, drop_rate, num_classes)
+
+
+@register_model(_table2("densenet40_k12"))
+def densenet40_k12(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
+    """DenseNet (L=40, k=12) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2): three dense
+    blocks of 12 layers (BN-ReLU-Conv3x3), no bottleneck or compression, a 16-channel stem.
+    ``drop_rate``: dropout after every convolution but the first (0.2 in the paper without
+    augmentation)."""
+    return _table2_network("densenet40_k12", drop_rate, num_classes)
+
+
+@register_model(_table2("densenet100_k12"))
+def densenet100_k12(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
+    """DenseNet (L=100, k=12) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2): three dense
+    blocks of 32 layers, no bottleneck or compression. ``drop_rate``: dropout after every
+    convolution but the first (0.2 in the paper without augmentation)."""
+    return _table2_network("densenet100_k12", drop_rate, num_classes)
+
+
+@register_model(_table2("densenet100_k24"))
+def densenet100_k24(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
+    """DenseNet (L=100, k=24) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2): three dense
+    blocks of 32 layers adding 24 channels each, no bottleneck or compression. ``drop_rate``:
+    dropout after every convolution but the first (0.2 in the paper without augmentation)."""
+    return _table2_network("densenet100_k24", drop_rate, num_classes)
+
+
+@register_model(_table2("densenet_bc100_k12", recipes=("densenet_bc100_cifar10",)))
+def densenet_bc100_k12(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
+    """DenseNet-BC (L=100, k=12) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2): three
+    dense blocks of 16 bottleneck layers (1x1 to 4k, then 3x3), compression 0.5, a 24-channel stem.
+    ``drop_rate``: dropout after every convolution but the first (0.2 in the paper without
+    augmentation)."""
+    return _table2_network("densenet_bc100_k12", drop_rate, num_classes)
+
+
+@register_model(_table2("densenet_bc250_k24"))
+def densenet_bc250_k24(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
+    """DenseNet-BC (L=250, k=24) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2): three
+    dense blocks of 41 bottleneck layers, compression 0.5. ``drop_rate``: dropout after every
+    convolution but the first (0.2 in the paper without augmentation)."""
+    return _table2_network("densenet_bc250_k24", drop_rate, num_classes)
+
+
+@register_model(_table2("densenet_bc190_k40"))
+def densenet_bc190_k40(*, num_classes: int = 10, drop_rate: float = 0.0) -> DenseNet:
+    """DenseNet-BC (L=190, k=40) for CIFAR (Huang et al. 2017, arXiv:1608.06993, Table 2), the
+    paper's best: three dense blocks of 31 bottleneck layers, compression 0.5. ``drop_rate``:
+    dropout after every convolution but the first (0.2 in the paper without augmentation)."""
+    return _table2_network("densenet_bc190_k40", drop_rate, num_classes)

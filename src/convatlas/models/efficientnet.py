@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 
@@ -59,8 +59,10 @@ import torch
 from torch import nn
 
 from convatlas.layers.basic import ConvNormAct, SqueezeExcitation, StochasticDepth, make_divisible
+from convatlas.layers.init import init_weights, kaiming_normal, uniform_fan_out
 from convatlas.models._torchvision_keys import inverted_residual_keys
-from convatlas.registry import ModelCard, Published, card_with, register_model
+from convatlas.models.features import FeatureInfo
+from convatlas.registry import ModelCard, Preprocessing, Published, card_with, register_model
 
 __all__ = [
     "ALPHA",
@@ -75,7 +77,14 @@ __all__ = [
     "EfficientNet",
     "efficientnet",
     "efficientnet_torchvision_keys",
-    *(f"efficientnet_b{i}" for i in range(8)),
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "efficientnet_b4",
+    "efficientnet_b5",
+    "efficientnet_b6",
+    "efficientnet_b7",
 ]
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases (Section 3.3)
@@ -216,7 +225,11 @@ class MBConv(nn.Module):
 
 class EfficientNet(nn.Module):
     """EfficientNet with width/depth multipliers: ``features[0]`` stem (stage 1 of Table 1),
-    ``features[1..7]`` the MBConv stages 2-8, ``features[8]`` the 1x1 head conv (stage 9)."""
+    ``features[1..7]`` the MBConv stages 2-8, ``features[8]`` the 1x1 head conv (stage 9).
+
+    Feature maps, named by the stages of Table 1: the last one at each resolution, ``stage2``
+    (/2), ``stage3`` (/4), ``stage4`` (/8), ``stage6`` (/16) and ``stage9`` (/32, the head conv).
+    """
 
     def __init__(
         self,
@@ -259,19 +272,21 @@ class EfficientNet(nn.Module):
         self.scaling = scaling
         self.stages = stages
         self.input_size = (3, scaling.resolution, scaling.resolution)
+        self.feature_info = self._feature_info(stages, head)
+        # The release's initialisers: He normal (fan_out) convolutions, uniform(+-1/sqrt(out)) dense.
+        init_weights(self, conv=kaiming_normal(mode="fan_out"), linear=uniform_fan_out)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+    @staticmethod
+    def _feature_info(stages: list[Stage], head: int) -> list[FeatureInfo]:
+        """The last stage of Table 1 at each resolution; ``features[i]`` is stage ``i + 1``."""
+        info, reduction = [], 2  # after the 3x3/2 stem
+        for i, s in enumerate(stages, start=1):
+            following = stages[i] if i < len(stages) else None
+            reduction *= s.stride
+            if following is not None and following.stride > 1:
+                info.append(FeatureInfo(f"stage{i + 1}", f"features.{i}", s.out_channels, reduction))
+        info.append(FeatureInfo(f"stage{len(stages) + 2}", f"features.{len(stages) + 1}", head, reduction))
+        return info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -324,6 +339,19 @@ _TABLE2 = {
 }
 
 
+# torchvision's evaluation transforms of EfficientNet_B{i}_Weights.IMAGENET1K_V1 (resize the
+# shorter side, bicubic, then centre-crop): (resize, crop). B2 is evaluated at a 288 crop, larger
+# than its native 260; the card keeps 260 and the ratio crop / resize.
+_TORCHVISION_EVAL = {0: (256, 224), 1: (256, 240), 2: (288, 288), 3: (320, 300),
+                     4: (384, 380), 5: (456, 456), 6: (528, 528), 7: (600, 600)}
+
+
+def _b_preprocessing(i: int) -> Preprocessing:
+    resize, crop = _TORCHVISION_EVAL[i]
+    imagenet = Preprocessing.for_dataset("imagenet", 3)
+    return replace(imagenet, crop_fraction=crop / resize, interpolation="bicubic")
+
+
 def _b_card(i: int) -> ModelCard:
     params, flops, top1, top5, tv_top1, tv_top5 = _TABLE2[i]
     s = RELEASED_SCALING[i]
@@ -331,6 +359,7 @@ def _b_card(i: int) -> ModelCard:
         _BASE,
         name=f"efficientnet_b{i}",
         input_size=(3, s.resolution, s.resolution),
+        preprocessing=_b_preprocessing(i),
         params=Published(params, f"torchvision meta num_params (Table 2: {params / 1e6:.1f}M)"),
         macs=Published(flops, "Table 2 FLOPS (multiply-adds)"),
         top1=Published(top1, "Table 2 (final version; arXiv v1 differs slightly)"),
@@ -345,28 +374,72 @@ def _b_card(i: int) -> ModelCard:
     )
 
 
-def _register_b(i: int) -> None:
-    name = f"efficientnet_b{i}"
-    scaling = RELEASED_SCALING[i]
-    # torchvision's B0-B4 weights were trained in PyTorch with BatchNorm's defaults; B5-B7 are
-    # ports of the TensorFlow release and keep its eps=1e-3, momentum=0.01 (PyTorch convention).
-    bn = {"bn_eps": 1e-5, "bn_momentum": 0.1} if i <= 4 else {"bn_eps": 1e-3, "bn_momentum": 0.01}
-
-    def builder(*, num_classes: int = 1000) -> EfficientNet:
-        return EfficientNet(scaling, num_classes=num_classes, **bn)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (
-        f"EfficientNet-B{i} (Tan & Le 2019, arXiv:1905.11946, Table 2) with the release's "
-        f"coefficients: width x{scaling.width_mult}, depth x{scaling.depth_mult}, input "
-        f"{scaling.resolution}x{scaling.resolution}, dropout {scaling.dropout}."
-    )
-    register_model(_b_card(i), torchvision_keys=efficientnet_torchvision_keys)(builder)
-    globals()[name] = builder
+# torchvision's B0-B4 weights were trained in PyTorch with BatchNorm's defaults; B5-B7 are ports
+# of the TensorFlow release and keep its eps=1e-3, momentum=0.01 (PyTorch convention).
+_PYTORCH_BN = {"bn_eps": 1e-5, "bn_momentum": 0.1}
+_RELEASE_BN = {"bn_eps": 1e-3, "bn_momentum": 0.01}
 
 
-for _i in range(8):
-    _register_b(_i)
+def _released(i: int, num_classes: int) -> EfficientNet:
+    """EfficientNet-B``i`` with the release's coefficients (:data:`RELEASED_SCALING`)."""
+    return EfficientNet(RELEASED_SCALING[i], num_classes=num_classes, **(_PYTORCH_BN if i <= 4 else _RELEASE_BN))
+
+
+@register_model(_b_card(0), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b0(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B0 (Tan & Le 2019, arXiv:1905.11946, Table 1): the baseline found by
+    architecture search, MBConv stages of Table 1 at width x1.0, depth x1.0, input 224x224,
+    dropout 0.2."""
+    return _released(0, num_classes)
+
+
+@register_model(_b_card(1), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b1(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B1 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x1.0, depth x1.1, input 240x240, dropout 0.2."""
+    return _released(1, num_classes)
+
+
+@register_model(_b_card(2), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b2(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B2 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x1.1, depth x1.2, input 260x260, dropout 0.3 (phi = 1 of Eq. 3)."""
+    return _released(2, num_classes)
+
+
+@register_model(_b_card(3), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b3(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B3 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x1.2, depth x1.4, input 300x300, dropout 0.3."""
+    return _released(3, num_classes)
+
+
+@register_model(_b_card(4), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b4(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B4 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x1.4, depth x1.8, input 380x380, dropout 0.4."""
+    return _released(4, num_classes)
+
+
+@register_model(_b_card(5), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b5(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B5 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x1.6, depth x2.2, input 456x456, dropout 0.4."""
+    return _released(5, num_classes)
+
+
+@register_model(_b_card(6), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b6(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B6 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x1.8, depth x2.6, input 528x528, dropout 0.5."""
+    return _released(6, num_classes)
+
+
+@register_model(_b_card(7), torchvision_keys=efficientnet_torchvision_keys)
+def efficientnet_b7(*, num_classes: int = 1000) -> EfficientNet:
+    """EfficientNet-B7 (Tan & Le 2019, arXiv:1905.11946, Table 2): B0 scaled with the release's
+    coefficients width x2.0, depth x3.1, input 600x600, dropout 0.5."""
+    return _released(7, num_classes)
 
 
 @register_model(card_with(

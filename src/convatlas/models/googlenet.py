@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convatlas.layers.init import init_weights, truncated_normal, xavier_uniform
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = [
@@ -304,6 +306,10 @@ class GoogLeNet(nn.Module):
     7x7x832; inception 5a, 5b -> 7x7x1024; avgpool (7x7/1 at 224, global at any size) ->
     1x1x1024; dropout; fc -> num_classes. Max pools round up (``ceil_mode``), which gives
     Table 1's 56/28/14/7 sizes.
+
+    Feature maps, the last one at each resolution: ``conv1`` (/2), ``conv3`` (after ``lrn2``, an
+    identity in torchvision's variant, /4), ``inception3b`` (/8), ``inception4e`` (/16) and
+    ``inception5b`` (/32).
     """
 
     def __init__(self, config: GoogLeNetConfig, num_classes: int = 1000) -> None:
@@ -359,28 +365,28 @@ class GoogLeNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(config.dropout)
         self.fc = nn.Linear(channels, num_classes)
+        self.feature_info = [
+            FeatureInfo("conv1", "conv1", 64, 2),
+            FeatureInfo("conv3", "lrn2", 192, 4),
+            *(FeatureInfo(name, name, getattr(self, name).out_channels, reduction)
+              for name, reduction in (("inception3b", 8), ("inception4e", 16), ("inception5b", 32))),
+        ]
         self._init_weights()
 
     def _init_weights(self) -> None:
         """The paper does not state its initialisation (DistBelief). Paper variant: Glorot
         uniform weights, zero biases. torchvision variant: torchvision's choice, normal(0, 0.01)
-        truncated at +-2 for conv/linear weights, batch norm at (1, 0)."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                if self.config.batch_norm:
-                    nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2.0, b=2.0)
-                else:
-                    nn.init.xavier_uniform_(m.weight)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        truncated at +-2 for conv/linear weights (biases as PyTorch made them), batch norm at (1, 0)."""
+        if self.config.batch_norm:
+            scheme = truncated_normal(std=0.01, a=-2.0, b=2.0)
+            init_weights(self, conv=scheme, linear=scheme, zero_bias=False)
+        else:
+            init_weights(self, conv=xavier_uniform(), linear=xavier_uniform())
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
-        """torchvision's ``transform_input``: turn an image normalised with ImageNet's mean/std
-        into one normalised as ``(x - 0.5) / 0.5``, the input the ported weights expect."""
-        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        """torchvision's ``transform_input``: turn an image normalised with the card's mean/std
+        (ImageNet's) into one normalised as ``(x - 0.5) / 0.5``, the input the ported weights expect."""
+        mean, std = _TORCHVISION_CARD.preprocessing.mean, _TORCHVISION_CARD.preprocessing.std
         channels = [x[:, c : c + 1] * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 for c in range(3)]
         return torch.cat(channels, 1)
 
@@ -421,6 +427,9 @@ _IDEA = (
     "network costs only 1.5 G multiply-adds. Auxiliary classifiers on intermediate layers add "
     "gradient to the middle of the network during training."
 )
+# Section 5: the auxiliary classifiers' "loss gets added to the total loss of the network with a
+# discount weight (the losses of the auxiliary classifiers were weighted by 0.3)".
+_AUX_WEIGHT = 0.3
 # Table 3: ILSVRC 2014 classification, top-5 error on the validation set.
 _TABLE3_TOP5_ERROR = {
     (1, 1): 10.07, (1, 10): 9.15, (1, 144): 7.89,
@@ -449,6 +458,7 @@ _TABLE3_TOP5_ERROR = {
             "Table 3: 1 model, 1 crop, top-5 error 10.07% on ILSVRC 2014 validation (no top-1 reported)",
         ),
         aux_logits=True,
+        aux_weight=_AUX_WEIGHT,
         idea=_IDEA,
         notes=(
             "No batch norm, true 5x5 branch, conv biases, LRN after maxpool1 and conv3. LRN "
@@ -473,36 +483,38 @@ def googlenet_paper(*, num_classes: int = 1000, aux_logits: bool = True, naive: 
     return GoogLeNet(GoogLeNetConfig(**{**PAPER.__dict__, "aux_logits": aux_logits, "naive": naive}), num_classes)
 
 
-@register_model(
-    ModelCard(
-        name="googlenet",
-        family="inception",
-        paper=_PAPER,
-        authors=_AUTHORS,
-        year=2015,
-        arxiv="1409.4842",
-        input_size=(3, 224, 224),
-        dataset="imagenet",
-        params=Published(
-            13_004_888,
-            "torchvision googlenet() without weights (aux_logits=True); 6,624,904 without the "
-            "auxiliary heads = torchvision meta num_params",
-        ),
-        macs=Published(1.498e9, "torchvision GoogLeNet_Weights.IMAGENET1K_V1 meta _ops"),
-        top1=Published(69.778, "torchvision IMAGENET1K_V1, single center crop 224 (resize 256)"),
-        top5=Published(89.530, "torchvision IMAGENET1K_V1, single center crop 224 (resize 256)"),
-        torchvision="googlenet",
-        aux_logits=True,
-        idea=_IDEA,
-        notes=(
-            "torchvision's variant, not the paper's network: batch norm after every conv, the "
-            "'5x5' branch is a 3x3 conv (pytorch/vision#906), 2x2 last max pool, dropout 0.2, "
-            "adaptive 4x4 pooling in the auxiliary heads. See googlenet_paper for the paper's. "
-            "torchvision sets transform_input=True when it loads IMAGENET1K_V1; build with "
-            "transform_input=True to feed those weights ImageNet-mean/std-normalised images."
-        ),
-    )
+_TORCHVISION_CARD = ModelCard(
+    name="googlenet",
+    family="inception",
+    paper=_PAPER,
+    authors=_AUTHORS,
+    year=2015,
+    arxiv="1409.4842",
+    input_size=(3, 224, 224),
+    dataset="imagenet",
+    params=Published(
+        13_004_888,
+        "torchvision googlenet() without weights (aux_logits=True); 6,624,904 without the "
+        "auxiliary heads = torchvision meta num_params",
+    ),
+    macs=Published(1.498e9, "torchvision GoogLeNet_Weights.IMAGENET1K_V1 meta _ops"),
+    top1=Published(69.778, "torchvision IMAGENET1K_V1, single center crop 224 (resize 256)"),
+    top5=Published(89.530, "torchvision IMAGENET1K_V1, single center crop 224 (resize 256)"),
+    torchvision="googlenet",
+    aux_logits=True,
+    aux_weight=_AUX_WEIGHT,
+    idea=_IDEA,
+    notes=(
+        "torchvision's variant, not the paper's network: batch norm after every conv, the "
+        "'5x5' branch is a 3x3 conv (pytorch/vision#906), 2x2 last max pool, dropout 0.2, "
+        "adaptive 4x4 pooling in the auxiliary heads. See googlenet_paper for the paper's. "
+        "torchvision sets transform_input=True when it loads IMAGENET1K_V1; build with "
+        "transform_input=True to feed those weights ImageNet-mean/std-normalised images."
+    ),
 )
+
+
+@register_model(_TORCHVISION_CARD)
 def googlenet(*, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False) -> GoogLeNet:
     """torchvision's GoogLeNet (batch norm variant) of Szegedy et al. (2015), arXiv:1409.4842.
 

@@ -44,8 +44,9 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from convatlas.models.features import FeatureInfo
 from convatlas.models.googlenet import ConvBlock
-from convatlas.registry import ModelCard, Published, register_model
+from convatlas.registry import ModelCard, Preprocessing, Published, register_model
 
 __all__ = [
     "REDUCTION_A_FILTERS",
@@ -106,6 +107,9 @@ class InceptionV4Stem(nn.Module):
     147x147x64 -> [pool4 max 3x3/2 V | conv4 3x3/2 V 96] -> 73x73x160 ->
     [branch5_short 1x1 64, 3x3 V 96 | branch5_long 1x1 64, 1x7 64, 7x1 64, 3x3 V 96] ->
     71x71x192 -> [conv6 3x3/2 V 192 | pool6 max /2 V] -> 35x35x384.
+
+    ``concat5`` (an identity, no parameters) passes the 71x71x192 concatenation of step 5, so that
+    this map, the last at a quarter of the input's resolution, is the output of a module.
     """
 
     def __init__(self, in_channels: int = 3) -> None:
@@ -119,6 +123,7 @@ class InceptionV4Stem(nn.Module):
         self.branch5_long = nn.Sequential(
             _same(160, 64, 1), _same(64, 64, (1, 7)), _same(64, 64, (7, 1)), _valid(64, 96, 3)
         )
+        self.concat5 = nn.Identity()
         self.conv6 = _valid(192, 192, 3, stride=2)
         self.pool6 = nn.MaxPool2d(3, stride=2)
         self.out_channels = 384
@@ -126,7 +131,7 @@ class InceptionV4Stem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv3(self.conv2(self.conv1(x)))
         x = torch.cat([self.pool4(x), self.conv4(x)], 1)
-        x = torch.cat([self.branch5_short(x), self.branch5_long(x)], 1)
+        x = self.concat5(torch.cat([self.branch5_short(x), self.branch5_long(x)], 1))
         return torch.cat([self.conv6(x), self.pool6(x)], 1)
 
 
@@ -254,7 +259,10 @@ class InceptionC(nn.Module):
 class InceptionV4(nn.Module):
     """Inception-v4 (Figure 9): stem -> 35x35x384 -> 4 x Inception-A -> Reduction-A ->
     17x17x1024 -> 7 x Inception-B -> Reduction-B -> 8x8x1536 -> 3 x Inception-C -> average
-    pool -> 1536 -> dropout (keep 0.8) -> fc."""
+    pool -> 1536 -> dropout (keep 0.8) -> fc.
+
+    Feature maps, the last one at each resolution: ``conv3`` (``stem.conv3``, /2), ``concat5``
+    (``stem.concat5``, /4), ``inception_a`` (/8), ``inception_b`` (/16), ``inception_c`` (/32)."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
@@ -267,6 +275,13 @@ class InceptionV4(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1536, num_classes)
+        self.feature_info = [
+            FeatureInfo("conv3", "stem.conv3", 64, 2),
+            FeatureInfo("concat5", "stem.concat5", 192, 4),
+            FeatureInfo("inception_a", "inception_a", 384, 8),
+            FeatureInfo("inception_b", "inception_b", 1024, 16),
+            FeatureInfo("inception_c", "inception_c", 1536, 32),
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.inception_a(self.stem(x))
@@ -409,7 +424,11 @@ class InceptionResNetV2(nn.Module):
     """Inception-ResNet-v2 as released: stem -> 35x35x320 -> 10 x Inception-ResNet-A ->
     Reduction-A (k, l, m, n = 256, 256, 384, 384) -> 17x17x1088 -> 20 x Inception-ResNet-B ->
     Reduction-B -> 8x8x2080 -> 10 x Inception-ResNet-C (the last with scale 1 and no ReLU) ->
-    conv_final 1x1 1536 -> average pool -> dropout (keep 0.8) -> fc."""
+    conv_final 1x1 1536 -> average pool -> dropout (keep 0.8) -> fc.
+
+    Feature maps, the last one at each resolution: ``conv3`` (``stem.conv3``, /2), ``conv5``
+    (``stem.conv5``, /4), ``inception_resnet_a`` (/8), ``inception_resnet_b`` (/16) and
+    ``conv_final`` (/32)."""
 
     def __init__(
         self,
@@ -432,6 +451,13 @@ class InceptionResNetV2(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(1536, num_classes)
+        self.feature_info = [
+            FeatureInfo("conv3", "stem.conv3", 64, 2),
+            FeatureInfo("conv5", "stem.conv5", 192, 4),
+            FeatureInfo("inception_resnet_a", "inception_resnet_a", 320, 8),
+            FeatureInfo("inception_resnet_b", "inception_resnet_b", 1088, 16),
+            FeatureInfo("conv_final", "conv_final", 1536, 32),
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.inception_resnet_a(self.stem(x))
@@ -448,6 +474,13 @@ _PAPER = "Inception-v4, Inception-ResNet and the Impact of Residual Connections 
 _AUTHORS = "Szegedy, Ioffe, Vanhoucke, Alemi"
 
 
+def _tf_slim_preprocessing(resize: int, crop: int) -> Preprocessing:
+    """The TF-slim release's input, as timm feeds the ported weights (``pretrained_cfg`` of
+    ``inception_v4`` / ``inception_resnet_v2``): pixels scaled to [-1, 1] (mean = std = 0.5),
+    the shorter side resized bicubically to ``resize``, the centre ``crop`` taken."""
+    return Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "resize", crop / resize, "bicubic", "imagenet")
+
+
 @register_model(
     ModelCard(
         name="inception_v4",
@@ -458,6 +491,8 @@ _AUTHORS = "Szegedy, Ioffe, Vanhoucke, Alemi"
         arxiv="1602.07261",
         input_size=(3, 299, 299),
         dataset="imagenet",
+        # timm crop_pct 0.875: resize floor(299 / 0.875) = 341, centre crop 299.
+        preprocessing=_tf_slim_preprocessing(341, 299),
         params=Published(42_679_816, "timm inception_v4 (the paper tabulates no parameter count)"),
         macs=Published(12.3e9, "timm model card: 12.3 GMACs at 299"),
         top1=Published(80.0, "Table 2: top-1 error 20.0%, single crop, single model, ILSVRC 2012 val"),
@@ -494,6 +529,8 @@ def inception_v4(*, num_classes: int = 1000) -> InceptionV4:
         arxiv="1602.07261",
         input_size=(3, 299, 299),
         dataset="imagenet",
+        # timm crop_pct 0.8975: resize floor(299 / 0.8975) = 333, centre crop 299.
+        preprocessing=_tf_slim_preprocessing(333, 299),
         params=Published(55_843_464, "timm inception_resnet_v2 (the paper tabulates no parameter count)"),
         macs=Published(13.16e9, "conv+linear MACs at 299 of timm's model, shared/reference/paper-numbers.md section 7"),
         top1=Published(

@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convatlas._checks import positive_int
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = [
@@ -262,16 +264,23 @@ class EuclideanRBF(nn.Module):
         )
 
 
+# The feature maps of both LeNet-5s: (layer, channels, accumulated stride). At the 32x32 input they
+# are 28x28, 14x14, 10x10, 5x5 and 1x1 (the convolutions are unpadded).
+_MAPS = (("C1", 6, 1), ("S2", 6, 2), ("C3", 16, 2), ("S4", 16, 4), ("C5", 120, 4))
+
+
 class LeNet5(nn.Module):
     """LeNet-5 as in the paper: C1, S2, C3 (Table I), S4, C5, F6, Euclidean RBF output.
 
     ``forward`` returns the negative squared distances to the class codes (usable as logits).
+    One ``squash`` module applies the squashing function after every layer; the squashed maps of
+    C1 .. C5 pass through the parameter-free ``maps.C1`` .. ``maps.C5`` (identities), so that each
+    is the output of a module of its own: those are the feature maps (``feature_info``).
     """
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        positive_int("num_classes", num_classes)
         self.c1 = nn.Conv2d(1, 6, kernel_size=5)
         self.s2 = Subsampling(6)
         self.c3 = PartiallyConnectedConv(6, C3_TABLE, kernel_size=5)
@@ -280,26 +289,30 @@ class LeNet5(nn.Module):
         self.f6 = nn.Linear(120, 84)
         self.output = EuclideanRBF(84, num_classes)
         self.squash = ScaledTanh()
+        self.maps = nn.ModuleDict({name: nn.Identity() for name, _, _ in _MAPS})
+        self.feature_info = [FeatureInfo(name, f"maps.{name}", c, r) for name, c, r in _MAPS]
         for conv in (self.c1, self.c5):
             _paper_uniform_(conv.weight, conv.bias, fan_in=conv.in_channels * 25)
         _paper_uniform_(self.f6.weight, self.f6.bias, fan_in=120)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.squash
-        x = f(self.s2(f(self.c1(x))))
-        x = f(self.s4(f(self.c3(x))))
-        x = f(self.c5(x)).flatten(1)
+        f, maps = self.squash, self.maps
+        x = maps.S2(f(self.s2(maps.C1(f(self.c1(x))))))
+        x = maps.S4(f(self.s4(maps.C3(f(self.c3(x))))))
+        x = maps.C5(f(self.c5(x))).flatten(1)
         x = f(self.f6(x))
         return self.output(x)
 
 
 class LeNet5Modern(nn.Module):
-    """The common modern reading of LeNet-5: full C3, parameter-free pooling, ReLU/tanh, linear output."""
+    """The common modern reading of LeNet-5: full C3, parameter-free pooling, ReLU/tanh, linear output.
+
+    Feature maps: ``C1`` (``act1``), ``S2`` (``s2``), ``C3`` (``act3``), ``S4`` (``s4``), ``C5`` (``act5``).
+    """
 
     def __init__(self, num_classes: int = 10, *, pool: str = "max", activation: str = "relu") -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        positive_int("num_classes", num_classes)
         pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
         activations = {"relu": nn.ReLU, "tanh": nn.Tanh}
         if pool not in pools:
@@ -318,6 +331,8 @@ class LeNet5Modern(nn.Module):
         self.f6 = nn.Linear(120, 84)
         self.act6 = act()
         self.output = nn.Linear(84, num_classes)
+        module_of = {"C1": "act1", "S2": "s2", "C3": "act3", "S4": "s4", "C5": "act5"}
+        self.feature_info = [FeatureInfo(name, module_of[name], c, r) for name, c, r in _MAPS]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.s2(self.act1(self.c1(x)))
@@ -353,6 +368,8 @@ _BASE = ModelCard(
             "bias connections; conv + linear only",
         ),
         top1=Published(99.05, "100 - 0.95% MNIST test error (60,000 training digits, no distortions)"),
+        recipe="lenet5_digits",
+        recipes=("lenet5_mnist",),
         notes=(
             "Output = negative squared Euclidean distances to fixed Walsh +-1 codes (the paper: 7x12 "
             "character bitmaps); they act as logits for cross-entropy."
@@ -372,6 +389,7 @@ def lenet5(*, num_classes: int = 10) -> LeNet5:
         name="lenet5_modern",
         params=Published(61_706, "paper-numbers.md Sec. 1 (full C3, Linear(84, 10))"),
         macs=Published(416_520, "paper-numbers.md Sec. 1, at 32x32"),
+        recipe="lenet5_digits",
         notes="Not the paper's network: C3 fully connected, parameter-free pooling, linear output.",
     )
 )

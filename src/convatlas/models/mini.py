@@ -33,10 +33,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.layers import ConvNormAct, DepthwiseSeparableConv2d, GlobalAvgPool2d, LocalResponseNorm
-from convatlas.models._resnet_blocks import BasicBlock, check_positive_int, init_resnet_weights, projection_shortcut
+from convatlas.layers.init import init_weights, kaiming_normal
+from convatlas.models._resnet_blocks import BasicBlock, init_resnet_weights, projection_shortcut
+from convatlas.models.features import FeatureInfo
 from convatlas.models.googlenet import INCEPTION_V1_TABLE, ConvBlock, InceptionModule
-from convatlas.models.vgg import make_features
+from convatlas.models.mobilenet import mobilenet_v1_feature_info
+from convatlas.models.vgg import make_features, vgg_feature_info
 from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = [
@@ -57,22 +61,16 @@ FC_DIVISOR = 16  # and their fully connected widths (4096 -> 256) by this
 
 
 def _check_args(in_channels: int, num_classes: int) -> None:
-    check_positive_int("in_channels", in_channels)
-    check_positive_int("num_classes", num_classes)
+    positive_int("in_channels", in_channels)
+    positive_int("num_classes", num_classes)
 
 
 def _he_init(model: nn.Module) -> None:
     """He et al. (2015, arXiv:1502.01852) normal weights for ReLU networks, zero biases, BN at
     (1, 0). The papers' own schemes (AlexNet's N(0, 0.01^2), VGG's pre-training) are made for
     ImageNet-length training; this one lets the small nets learn in a few epochs."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+    he_normal = kaiming_normal(nonlinearity="relu")
+    init_weights(model, conv=he_normal, linear=he_normal)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +127,12 @@ class AlexNetMini(nn.Module):
             relu5=nn.ReLU(inplace=True),
             pool5=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         ))
+        self.feature_info = [  # the last map at each resolution, as AlexNet's
+            FeatureInfo("conv1", "features.norm1", c1, 2),
+            FeatureInfo("conv2", "features.norm2", c2, 4),
+            FeatureInfo("conv5", "features.relu5", c5, 8),
+            FeatureInfo("pool5", "features.pool5", c5, 16),
+        ]
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(OrderedDict(
             fc6=nn.Linear(c5 * 2 * 2, hidden),
@@ -173,6 +177,7 @@ class VGGMini(nn.Module):
         super().__init__()
         _check_args(in_channels, num_classes)
         self.features = make_features(VGG_MINI_CONFIG, batch_norm=batch_norm, in_channels=in_channels)
+        self.feature_info = vgg_feature_info(self.features)
         last_width = VGG_MINI_CONFIG[-2]
         hidden = 4096 // FC_DIVISOR
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # the identity at 32x32 (1x1 maps)
@@ -223,6 +228,7 @@ class ResNetMini(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = GlobalAvgPool2d()
         self.fc = nn.Linear(channels, num_classes)
+        self.feature_info = [FeatureInfo(f"layer{i}", f"layer{i}", w, 2 ** (i - 1)) for i, w in enumerate(widths, 1)]
         init_resnet_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,6 +276,9 @@ class MobileNetMini(nn.Module):
         self.layers = nn.Sequential(*blocks)
         self.avgpool = GlobalAvgPool2d()
         self.fc = nn.Linear(channels, num_classes)
+        self.feature_info = mobilenet_v1_feature_info(
+            MOBILENET_V1_TABLE, "layers.", 0, lambda c: int(c * width_mult), first_stride=1
+        )
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -316,6 +325,10 @@ class GoogLeNetMini(nn.Module):
         self.avgpool = GlobalAvgPool2d()
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.inception4a.out_channels, num_classes)
+        self.feature_info = [
+            FeatureInfo("inception3a", "inception3a", self.inception3a.out_channels, 2),
+            FeatureInfo("inception4a", "inception4a", self.inception4a.out_channels, 4),
+        ]
         _he_init(self)
 
     @staticmethod
@@ -344,6 +357,7 @@ _MINI = "Scaled down for 32x32 digits by convatlas (not in the paper): "
     year=2012,
     input_size=(1, 32, 32),
     dataset="mnist",
+    recipe="mini_digits",
     params=Published(160_130, "hand count, tests/reference/mini.py"),
     macs=Published(1_639_936, "hand count at 1x32x32, tests/reference/mini.py"),
     idea=(
@@ -370,6 +384,7 @@ def alexnet_mini(*, num_classes: int = 10, in_channels: int = 1) -> AlexNetMini:
     arxiv="1409.1556",
     input_size=(1, 32, 32),
     dataset="mnist",
+    recipe="mini_digits",
     params=Published(230_106, "hand count (batch_norm=True), tests/reference/mini.py"),
     macs=Published(2_517_504, "hand count at 1x32x32, tests/reference/mini.py"),
     idea=(
@@ -394,6 +409,7 @@ def vgg_mini(*, num_classes: int = 10, in_channels: int = 1, batch_norm: bool = 
     arxiv="1512.03385",
     input_size=(1, 32, 32),
     dataset="mnist",
+    recipe="mini_digits",
     params=Published(77_858, "hand count, tests/reference/mini.py"),
     macs=Published(4_006_528, "hand count at 1x32x32, tests/reference/mini.py"),
     idea=(
@@ -418,6 +434,7 @@ def resnet_mini(*, num_classes: int = 10, in_channels: int = 1) -> ResNetMini:
     arxiv="1704.04861",
     input_size=(1, 32, 32),
     dataset="mnist",
+    recipe="mini_digits",
     params=Published(215_498, "hand count, tests/reference/mini.py"),
     macs=Published(3_183_616, "hand count at 1x32x32, tests/reference/mini.py"),
     idea=(
@@ -442,6 +459,7 @@ def mobilenet_mini(*, num_classes: int = 10, in_channels: int = 1) -> MobileNetM
     arxiv="1409.4842",
     input_size=(1, 32, 32),
     dataset="mnist",
+    recipe="mini_digits",
     params=Published(10_294, "hand count, tests/reference/mini.py"),
     macs=Published(1_506_176, "hand count at 1x32x32, tests/reference/mini.py"),
     idea=(

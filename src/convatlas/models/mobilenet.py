@@ -33,16 +33,22 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import Callable
 
 import torch
 from torch import nn
 
+from convatlas._checks import positive_number
 from convatlas.layers.basic import ConvNormAct, make_divisible
+from convatlas.layers.init import init_weights, kaiming_normal, normal
 from convatlas.models._torchvision_keys import inverted_residual_keys
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = [
     "DepthwiseSeparable",
+    "MOBILENET_V1_BLOCKS",
+    "mobilenet_v1_feature_info",
     "MobileNetV1",
     "mobilenet_v1",
     "mobilenet_v1_075",
@@ -58,24 +64,22 @@ __all__ = [
 ]
 
 
-def _check_positive(name: str, value: float, meaning: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} ({meaning}) must be a positive number, got {value!r}")
+def _check_multiplier(name: str, value: float, meaning: str) -> float:
+    """A width or resolution multiplier: a finite number > 0."""
+    positive_number(f"{name} ({meaning})", value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} ({meaning}) must be a finite number, got {value!r}")
     return float(value)
 
 
 def _init_weights(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
+    """torchvision's MobileNet initialisation: He normal (fan_out) convolutions, N(0, 0.01^2) classifier."""
+    init_weights(model, conv=kaiming_normal(mode="fan_out"), linear=normal(std=0.01))
+
+
+def _last_at_each_resolution(strides: list[int]) -> list[int]:
+    """Indices of the layers after which the next layer strides (and of the last layer)."""
+    return [i for i in range(len(strides)) if i + 1 == len(strides) or strides[i + 1] > 1]
 
 
 # =============================================================================================
@@ -106,13 +110,36 @@ MOBILENET_V1_BLOCKS = [
 ]
 
 
+def mobilenet_v1_feature_info(
+    blocks: list[tuple[int, int]], prefix: str, first_number: int, width: Callable[[int], int], *, first_stride: int
+) -> list[FeatureInfo]:
+    """The last depthwise-separable block at each resolution of ``blocks`` (rows of Table 1 after
+    the first convolution, as :data:`MOBILENET_V1_BLOCKS`).
+
+    The blocks are the modules ``{prefix}{first_number}`` onwards and are named ``block2`` ..
+    ``block14`` by their row of Table 1; ``width(c)`` is a block's output width, ``first_stride``
+    the stride of the convolution before them.
+    """
+    strides = [stride for _, stride in blocks]
+    return [
+        FeatureInfo(f"block{i + 2}", f"{prefix}{first_number + i}", width(blocks[i][0]),
+                    first_stride * math.prod(strides[: i + 1]))
+        for i in _last_at_each_resolution(strides)
+    ]
+
+
 class MobileNetV1(nn.Module):
-    """MobileNet v1 (Table 1) with width multiplier ``alpha``: channels ``max(1, int(alpha * c))``."""
+    """MobileNet v1 (Table 1) with width multiplier ``alpha``: channels ``max(1, int(alpha * c))``.
+
+    ``features.conv1`` is the first row of Table 1 and ``features.block2`` .. ``block14`` the
+    depthwise-separable rows. Feature maps: the last block at each resolution, ``block2`` (/2),
+    ``block4`` (/4), ``block6`` (/8), ``block12`` (/16), ``block14`` (/32).
+    """
 
     def __init__(self, width_mult: float = 1.0, resolution_mult: float = 1.0, num_classes: int = 1000) -> None:
         super().__init__()
-        alpha = _check_positive("width_mult", width_mult, "the width multiplier alpha; the paper uses 1, 0.75, 0.5, 0.25")
-        rho = _check_positive("resolution_mult", resolution_mult,
+        alpha = _check_multiplier("width_mult", width_mult, "the width multiplier alpha; the paper uses 1, 0.75, 0.5, 0.25")
+        rho = _check_multiplier("resolution_mult", resolution_mult,
                               "the resolution multiplier rho; input side = 224*rho, e.g. 1, 6/7, 5/7, 4/7")
 
         def width(c: int) -> int:
@@ -129,6 +156,7 @@ class MobileNetV1(nn.Module):
         side = round(224 * rho)
         self.input_size = (3, side, side)
         self.width_mult, self.resolution_mult = alpha, rho
+        self.feature_info = mobilenet_v1_feature_info(MOBILENET_V1_BLOCKS, "features.block", 2, width, first_stride=2)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,22 +274,30 @@ MOBILENET_V2_SETTINGS = [
 
 class MobileNetV2(nn.Module):
     """MobileNet v2 (Table 2). ``features[0]`` is the stem, ``features[1..17]`` the bottleneck
-    blocks, ``features[18]`` the final 1x1 conv to 1280 (or ``1280*width_mult`` when larger)."""
+    blocks, ``features[18]`` the final 1x1 conv to 1280 (or ``1280*width_mult`` when larger).
+
+    Feature maps, named ``stage{i}`` after row ``i`` of Table 2 (1: the stem, 2-8: the bottleneck
+    rows, 9: the 1x1 conv): the last row at each resolution, ``stage2`` (/2), ``stage3`` (/4),
+    ``stage4`` (/8), ``stage6`` (/16), ``stage9`` (/32).
+    """
 
     def __init__(self, width_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
-        alpha = _check_positive("width_mult", width_mult,
+        alpha = _check_multiplier("width_mult", width_mult,
                                 "the width multiplier; the paper uses 0.35, 0.5, 0.75, 1.0, 1.3, 1.4")
         relu6 = lambda: nn.ReLU6(inplace=True)  # noqa: E731
         channels = make_divisible(32 * alpha, 8)
         layers: list[nn.Module] = [ConvNormAct(3, channels, 3, 2, act=relu6)]
+        rows = [(0, channels, 2)]  # (index of the row's last layer in features, width, stride)
         for t, c, n, s in MOBILENET_V2_SETTINGS:
             out = make_divisible(c * alpha, 8)
             for i in range(n):
                 layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
                 channels = out
+            rows.append((len(layers) - 1, out, s))
         self.last_channel = make_divisible(1280 * max(1.0, alpha), 8)
         layers.append(ConvNormAct(channels, self.last_channel, 1, act=relu6))
+        rows.append((len(layers) - 1, self.last_channel, 1))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(OrderedDict(
@@ -269,6 +305,11 @@ class MobileNetV2(nn.Module):
             fc=nn.Linear(self.last_channel, num_classes),
         ))
         self.width_mult = alpha
+        reductions = [math.prod(stride for _, _, stride in rows[: r + 1]) for r in range(len(rows))]
+        self.feature_info = [
+            FeatureInfo(f"stage{r + 1}", f"features.{rows[r][0]}", rows[r][1], reductions[r])
+            for r in _last_at_each_resolution([stride for _, _, stride in rows])
+        ]
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -328,21 +369,21 @@ def mobilenet_v2(*, num_classes: int = 1000, width_mult: float = 1.0) -> MobileN
     return MobileNetV2(width_mult, num_classes)
 
 
-def _v2_variant(alpha: float, suffix: str, params: int, macs: float, macs_source: str,
-                top1: float, top1_source: str, top5: float) -> None:
-    name = f"mobilenet_v2_{suffix}"
+# Width multipliers of the TF-slim grid: alpha -> (name suffix, exact params (timm, with BN),
+# million mult-adds at 224 and source, top-1 and source, TF-slim top-5).
+_V2_TABLE = {
+    1.4: ("140", 6_108_776, 585e6, "Table 4 (585M MAdds; TF-slim 582M)", 74.7, "Table 4", 92.5),
+    0.75: ("075", 2_636_424, 209e6, "TF-slim README (209M at 224)", 69.8, "TF-slim README", 89.6),
+    0.5: ("050", 1_968_680, 97e6, "TF-slim README (97M at 224)", 65.4, "TF-slim README", 86.4),
+    0.35: ("035", 1_677_128, 59e6, "TF-slim README (59M at 224)", 60.3, "TF-slim README", 82.9),
+}
 
-    def builder(*, num_classes: int = 1000) -> MobileNetV2:
-        return MobileNetV2(alpha, num_classes)
 
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (
-        f"MobileNet v2 with width multiplier {alpha} (Sandler et al. 2018, arXiv:1801.04381); "
-        f"the same network as create_model('mobilenet_v2', width_mult={alpha})."
-    )
-    card = card_with(
+def _v2_card(alpha: float) -> ModelCard:
+    suffix, params, macs, macs_source, top1, top1_source, top5 = _V2_TABLE[alpha]
+    return card_with(
         _V2,
-        name=name,
+        name=f"mobilenet_v2_{suffix}",
         params=Published(params, f"timm mobilenetv2_{suffix} (paper-numbers.md s.16, with BN)"),
         macs=Published(macs, macs_source),
         top1=Published(top1, top1_source),
@@ -352,11 +393,35 @@ def _v2_variant(alpha: float, suffix: str, params: int, macs: float, macs_source
         notes=f"torchvision: mobilenet_v2(width_mult={alpha}) (no released weights).",
         extra={"width_mult": alpha},
     )
-    register_model(card, torchvision_keys=mobilenet_v2_torchvision_keys)(builder)
-    globals()[name] = builder
 
 
-_v2_variant(1.4, "140", 6_108_776, 585e6, "Table 4 (585M MAdds; TF-slim 582M)", 74.7, "Table 4", 92.5)
-_v2_variant(0.75, "075", 2_636_424, 209e6, "TF-slim README (209M at 224)", 69.8, "TF-slim README", 89.6)
-_v2_variant(0.5, "050", 1_968_680, 97e6, "TF-slim README (97M at 224)", 65.4, "TF-slim README", 86.4)
-_v2_variant(0.35, "035", 1_677_128, 59e6, "TF-slim README (59M at 224)", 60.3, "TF-slim README", 82.9)
+@register_model(_v2_card(1.4), torchvision_keys=mobilenet_v2_torchvision_keys)
+def mobilenet_v2_140(*, num_classes: int = 1000) -> MobileNetV2:
+    """MobileNet v2 with width multiplier 1.4 (Sandler et al. 2018, arXiv:1801.04381, Table 4):
+    every width x1.4 and a 1792-channel last conv; the same network as
+    create_model('mobilenet_v2', width_mult=1.4)."""
+    return MobileNetV2(1.4, num_classes)
+
+
+@register_model(_v2_card(0.75), torchvision_keys=mobilenet_v2_torchvision_keys)
+def mobilenet_v2_075(*, num_classes: int = 1000) -> MobileNetV2:
+    """MobileNet v2 with width multiplier 0.75 (Sandler et al. 2018, arXiv:1801.04381; TF-slim
+    grid): every width x0.75, the last conv kept at 1280; the same network as
+    create_model('mobilenet_v2', width_mult=0.75)."""
+    return MobileNetV2(0.75, num_classes)
+
+
+@register_model(_v2_card(0.5), torchvision_keys=mobilenet_v2_torchvision_keys)
+def mobilenet_v2_050(*, num_classes: int = 1000) -> MobileNetV2:
+    """MobileNet v2 with width multiplier 0.5 (Sandler et al. 2018, arXiv:1801.04381; TF-slim
+    grid): every width x0.5, the last conv kept at 1280; the same network as
+    create_model('mobilenet_v2', width_mult=0.5)."""
+    return MobileNetV2(0.5, num_classes)
+
+
+@register_model(_v2_card(0.35), torchvision_keys=mobilenet_v2_torchvision_keys)
+def mobilenet_v2_035(*, num_classes: int = 1000) -> MobileNetV2:
+    """MobileNet v2 with width multiplier 0.35 (Sandler et al. 2018, arXiv:1801.04381, Table 4's
+    smallest): every width x0.35, the last conv kept at 1280; the same network as
+    create_model('mobilenet_v2', width_mult=0.35)."""
+    return MobileNetV2(0.35, num_classes)

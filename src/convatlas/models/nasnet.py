@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convatlas.registry import ModelCard, Published, register_model
+from convatlas.models.features import FeatureInfo
+from convatlas.registry import ModelCard, Preprocessing, Published, register_model
 
 __all__ = [
     "NORMAL_CELL",
@@ -227,7 +228,11 @@ class Cell(nn.Module):
 
 class NASNetA(nn.Module):
     """NASNet-A (N @ P) for ImageNet: stem conv, two stem reduction cells, then three stacks of
-    ``num_cells`` normal cells separated by two reduction cells. ``filters = P / 24``."""
+    ``num_cells`` normal cells separated by two reduction cells. ``filters = P / 24``.
+
+    Feature maps, the last one at each resolution: ``conv0`` (/2), ``cell_stem_0`` (/4), the last
+    normal cell of each stack (/8, /16) and, at /32, the last cell after ``relu``: the map the
+    classifier pools."""
 
     def __init__(
         self,
@@ -248,14 +253,18 @@ class NASNetA(nn.Module):
         self.cells = nn.ModuleDict()
         # (channels, resolution level) of h_{i-1} and h_i; level counts the halvings after conv0.
         prev, cur = None, (stem_filters, 0)
+        last = ("conv0", "conv0")  # (stage name, module) of the map cur
+        self.feature_info: list[FeatureInfo] = []
 
         def add(name: str, spec, width: int, stride: int) -> None:
-            nonlocal prev, cur
+            nonlocal prev, cur, last
+            if stride == 2:  # the map before a reduction is the last one at its resolution
+                self.feature_info.append(FeatureInfo(*last, cur[0], 2 ** (cur[1] + 1)))
             larger = prev is not None and prev[1] < cur[1]
             cell = Cell(spec, cur[0], None if prev is None else prev[0], width,
                         prev_is_larger=larger, stride=stride)
             self.cells[name] = cell
-            prev, cur = cur, (cell.out_channels, cur[1] + (stride == 2))
+            prev, cur, last = cur, (cell.out_channels, cur[1] + (stride == 2)), (name, f"cells.{name}")
 
         add("cell_stem_0", REDUCTION_CELL, filters // 4, 2)
         add("cell_stem_1", REDUCTION_CELL, filters // 2, 2)
@@ -268,6 +277,7 @@ class NASNetA(nn.Module):
                 add(f"cell_{index}", NORMAL_CELL, filters * 2**stack, 1)
                 index += 1
         self.relu = nn.ReLU()
+        self.feature_info.append(FeatureInfo(last[0], "relu", cur[0], 2 ** (cur[1] + 1)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.last_linear = nn.Linear(cur[0], num_classes)
@@ -289,6 +299,9 @@ class NASNetA(nn.Module):
     arxiv="1707.07012",
     input_size=(3, 224, 224),
     dataset="imagenet",
+    # Cadene's pretrainedmodels, whose nasnetamobile weights give the parameter count: pixels scaled
+    # to [-1, 1] (mean = std = 0.5), resize 256 (bilinear), centre crop 224 (TransformImage, scale 0.875).
+    preprocessing=Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "resize", 224 / 256, "bilinear", "imagenet"),
     params=Published(5_289_978, "Cadene pretrainedmodels nasnetamobile (paper-numbers.md s.18); Table 2: 5.3M"),
     macs=Published(564e6, "Table 2 (564M mult-adds)"),
     top1=Published(74.0, "Table 2, NASNet-A (4 @ 1056)"),
@@ -316,6 +329,9 @@ def nasnet_a_mobile(*, num_classes: int = 1000) -> NASNetA:
     arxiv="1707.07012",
     input_size=(3, 331, 331),
     dataset="imagenet",
+    # timm's nasnetalarge (the TF-slim weights): mean = std = 0.5, crop_pct 0.911, so resize
+    # floor(331 / 0.911) = 363 (bicubic), centre crop 331.
+    preprocessing=Preprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "resize", 331 / 363, "bicubic", "imagenet"),
     params=Published(88_753_150, "timm nasnetalarge (paper-numbers.md s.18); Table 2: 88.9M"),
     macs=Published(23.8e9, "Table 2 (23.8B mult-adds)"),
     top1=Published(82.7, "Table 2, NASNet-A (6 @ 4032)"),

@@ -36,7 +36,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.layers import GlobalAvgPool2d
+from convatlas.layers.init import init_weights, kaiming_normal
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = ["MLPConv", "NIN", "NIN_CIFAR10", "NIN_IMAGENET", "nin_cifar10", "nin_imagenet"]
@@ -48,8 +51,10 @@ class MLPConv(nn.Sequential):
 
     def __init__(self, in_channels: int, widths: tuple[int, ...], kernel_size: int, stride: int = 1,
                  padding: int = 0) -> None:
-        if not widths or any(w < 1 for w in widths):
-            raise ValueError(f"mlpconv widths must be positive, got {widths}")
+        if not widths:
+            raise ValueError("an mlpconv layer needs at least one width")
+        for width in widths:
+            positive_int("mlpconv width", width, f" (widths {widths})")
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             conv=nn.Conv2d(in_channels, widths[0], kernel_size, stride=stride, padding=padding),
             relu=nn.ReLU(inplace=True),
@@ -77,19 +82,25 @@ NIN_IMAGENET = (
 
 
 class NIN(nn.Module):
-    """Network in Network: mlpconv blocks (a table such as :data:`NIN_CIFAR10`) and global average pooling."""
+    """Network in Network: mlpconv blocks (a table such as :data:`NIN_CIFAR10`) and global average pooling.
+
+    Feature maps: the output of every mlpconv block, ``mlpconv1`` .. (a pool follows each but the
+    last, whose maps are the class confidence maps).
+    """
 
     def __init__(self, blocks: tuple = NIN_CIFAR10, *, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        positive_int("num_classes", num_classes)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        channels = in_channels
+        self.feature_info = []
+        channels, reduction = in_channels, 1
         for n, (widths, kernel, stride, padding, pool, dropout) in enumerate(blocks, start=1):
             widths = tuple(num_classes if w is None else w for w in widths)
             block = MLPConv(channels, widths, kernel, stride, padding)
             layers[f"mlpconv{n}"] = block
-            channels = block.out_channels
+            channels, reduction = block.out_channels, reduction * stride
+            self.feature_info.append(FeatureInfo(f"mlpconv{n}", f"features.mlpconv{n}", channels, reduction))
+            reduction *= 2 if pool else 1
             if pool == "max":
                 layers[f"pool{n}"] = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
             elif pool == "avg":
@@ -98,10 +109,7 @@ class NIN(nn.Module):
                 layers[f"dropout{n}"] = nn.Dropout(p=dropout)
         self.features = nn.Sequential(layers)
         self.global_pool = GlobalAvgPool2d()
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=kaiming_normal(nonlinearity="relu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.global_pool(self.features(x))

@@ -51,8 +51,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from convatlas._checks import fraction, positive_int
 from convatlas.layers.basic import GlobalAvgPool2d
-from convatlas.models._resnet_blocks import check_positive_int, init_resnet_weights
+from convatlas.models._resnet_blocks import init_resnet_weights
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = [
@@ -192,6 +194,10 @@ class PreActResNet(nn.Module):
     3x3/2 max pool); ``stride_in_3x3``: where a down-sampling bottleneck strides; ``dropout``:
     between the convolutions of each unit (Wide ResNet). Attributes: ``conv1``, ``after_conv1``,
     ``maxpool``, ``layer1`` .., ``after_last_unit``, ``avgpool``, ``fc``.
+
+    Feature maps: ``conv1`` (``after_conv1``, /2, ImageNet stem only), ``layer1`` .. (the units'
+    sums, /1 or /4 onwards), the last stage taken after ``after_last_unit`` (its final BN-ReLU in
+    pre-activation orderings): the map the classifier sees.
     """
 
     def __init__(
@@ -213,8 +219,7 @@ class PreActResNet(nn.Module):
             raise ValueError(f"stem must be 'cifar' or 'imagenet', got {stem!r}")
         if len(stage_depths) != len(stage_widths):
             raise ValueError(f"{len(stage_depths)} stage depths but {len(stage_widths)} stage widths")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        fraction("dropout", dropout)
         self.unit = [name for name, o in UNITS.items() if o is ordering][0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
@@ -227,7 +232,7 @@ class PreActResNet(nn.Module):
         width = stem_width
         self.num_stages = len(stage_depths)
         for s, (depth, out) in enumerate(zip(stage_depths, stage_widths)):
-            check_positive_int("units per stage", depth)
+            positive_int("units per stage", depth)
             units = []
             for u in range(depth):
                 stride = 2 if (s > 0 and u == 0) else 1
@@ -243,6 +248,11 @@ class PreActResNet(nn.Module):
         self.after_last_unit = nn.Sequential(OrderedDict(_layers(ordering.after_last_unit, width)))
         self.avgpool = GlobalAvgPool2d()
         self.fc = nn.Linear(width, num_classes)
+        stem_reduction = 4 if stem == "imagenet" else 1
+        self.feature_info = [FeatureInfo("conv1", "after_conv1", stem_width, 2)] if stem == "imagenet" else []
+        for s, out in enumerate(stage_widths, start=1):
+            module = "after_last_unit" if s == self.num_stages else f"layer{s}"
+            self.feature_info.append(FeatureInfo(f"layer{s}", module, out, stem_reduction * 2 ** (s - 1)))
         init_resnet_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

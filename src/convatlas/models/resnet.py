@@ -29,15 +29,16 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.layers.basic import GlobalAvgPool2d
 from convatlas.models._resnet_blocks import (
     BasicBlock,
     Bottleneck,
     ZeroPadShortcut,
-    check_positive_int,
     init_resnet_weights,
     projection_shortcut,
 )
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = ["ResNet", "CifarResNet", "cifar_resnet", "RESNET_DEPTHS", "VARIANTS"]
@@ -71,6 +72,9 @@ class ResNet(nn.Module):
     each of the four stages. ``groups`` and ``width_per_group`` widen or group the bottleneck's
     3x3 convolution (Wide ResNet-50-2, ResNeXt); ``stride_in_3x3`` picks v1.5 (True) or v1.
     Shortcuts are identities, and option-B projections where the shape changes.
+
+    Feature maps (``feature_info``): ``conv1`` (after ``relu``, /2), ``layer1`` .. ``layer4``
+    (/4 .. /32).
     """
 
     def __init__(
@@ -100,6 +104,10 @@ class ResNet(nn.Module):
         self.layer4 = self._make_stage(block, 512, layers[3], stride=2)
         self.avgpool = GlobalAvgPool2d()
         self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.feature_info = [FeatureInfo("conv1", "relu", 64, 2)] + [
+            FeatureInfo(f"layer{i}", f"layer{i}", planes * block.expansion, 2 ** (i + 1))
+            for i, planes in enumerate((64, 128, 256, 512), start=1)
+        ]
         init_resnet_weights(self)
 
     def _make_stage(self, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -127,12 +135,12 @@ class CifarResNet(nn.Module):
     ``conv1`` (3x3, 16 filters) -> ``layer1`` .. ``layer3`` of n basic blocks with 16, 32, 64
     filters on 32x32, 16x16, 8x8 maps -> global average pooling -> ``fc``. Where a stage starts
     (twice), the shortcut is option ``"A"`` (zero-padding, parameter-free; the paper's choice for
-    Table 6) or ``"B"`` (1x1 projection + BN).
+    Table 6) or ``"B"`` (1x1 projection + BN). Feature maps: ``layer1`` .. ``layer3`` (/1, /2, /4).
     """
 
     def __init__(self, blocks_per_stage: int, *, shortcut: str = "A", num_classes: int = 10) -> None:
         super().__init__()
-        check_positive_int("blocks_per_stage", blocks_per_stage)
+        positive_int("blocks_per_stage", blocks_per_stage)
         self.shortcut = _check_shortcut(shortcut)
         self.in_channels = 16
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
@@ -143,6 +151,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._make_stage(64, blocks_per_stage, stride=2)
         self.avgpool = GlobalAvgPool2d()
         self.fc = nn.Linear(64, num_classes)
+        self.feature_info = [FeatureInfo(f"layer{i}", f"layer{i}", 16 * 2 ** (i - 1), 2 ** (i - 1)) for i in (1, 2, 3)]
         init_resnet_weights(self)
 
     def _make_stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -403,7 +412,10 @@ def _cifar_card(depth: int, params: int, paper_params: str, error: float, macs: 
     )
 
 
-@register_model(_cifar_card(20, 269_722, "0.27M", 8.75, 40.6e6, "40.6 M"))
+@register_model(card_with(
+    _cifar_card(20, 269_722, "0.27M", 8.75, 40.6e6, "40.6 M"),
+    recipes=("resnet20_cifar10",),
+))
 def resnet20(*, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """CIFAR-10 ResNet-20 (He et al. 2015, arXiv:1512.03385, §4.2, Table 6): n = 3.
 
@@ -430,7 +442,10 @@ def resnet44(*, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     return cifar_resnet(44, shortcut=shortcut, num_classes=num_classes)
 
 
-@register_model(_cifar_card(56, 853_018, "0.85M", 6.97, 125.5e6, "125.5 M"))
+@register_model(card_with(
+    _cifar_card(56, 853_018, "0.85M", 6.97, 125.5e6, "125.5 M"),
+    recipes=("resnet56_cifar10",),
+))
 def resnet56(*, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """CIFAR-10 ResNet-56 (He et al. 2015, arXiv:1512.03385, §4.2, Table 6): n = 9.
 
@@ -439,7 +454,10 @@ def resnet56(*, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     return cifar_resnet(56, shortcut=shortcut, num_classes=num_classes)
 
 
-@register_model(_cifar_card(110, 1_727_962, "1.7M", 6.43, 252.9e6, "252.9 M"))
+@register_model(card_with(
+    _cifar_card(110, 1_727_962, "1.7M", 6.43, 252.9e6, "252.9 M"),
+    recipes=("resnet110_cifar10",),
+))
 def resnet110(*, num_classes: int = 10, shortcut: str = "A") -> CifarResNet:
     """CIFAR-10 ResNet-110 (He et al. 2015, arXiv:1512.03385, §4.2, Table 6): n = 18.
 

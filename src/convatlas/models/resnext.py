@@ -20,13 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.layers.basic import GlobalAvgPool2d
-from convatlas.models._resnet_blocks import (
-    Bottleneck,
-    check_positive_int,
-    init_resnet_weights,
-    projection_shortcut,
-)
+from convatlas.models._resnet_blocks import Bottleneck, init_resnet_weights, projection_shortcut
+from convatlas.models.features import FeatureInfo
 from convatlas.models.resnet import ResNet
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
@@ -34,8 +31,8 @@ __all__ = ["CifarResNeXt", "imagenet_resnext"]
 
 
 def _check_cardinality(cardinality: int, bottleneck_width: int) -> None:
-    check_positive_int("cardinality", cardinality)
-    check_positive_int("bottleneck_width", bottleneck_width)
+    positive_int("cardinality", cardinality)
+    positive_int("bottleneck_width", bottleneck_width)
 
 
 def imagenet_resnext(
@@ -63,7 +60,8 @@ class CifarResNeXt(nn.Module):
     ``conv1`` 3x3/64 -> ``layer1`` .. ``layer3`` of 3 bottleneck blocks each (outputs 256, 512,
     1024 on 32, 16, 8 pixels; grouped 3x3 of ``cardinality`` groups x ``bottleneck_width``
     channels, doubling per stage) -> global average pooling -> ``fc``. Projection shortcuts
-    where the shape changes; the 3x3 of a down-sampling block strides.
+    where the shape changes; the 3x3 of a down-sampling block strides. Feature maps:
+    ``layer1`` .. ``layer3`` (/1, /2, /4).
     """
 
     def __init__(
@@ -71,7 +69,7 @@ class CifarResNeXt(nn.Module):
     ) -> None:
         super().__init__()
         _check_cardinality(cardinality, bottleneck_width)
-        check_positive_int("blocks_per_stage", blocks_per_stage)
+        positive_int("blocks_per_stage", blocks_per_stage)
         self.cardinality, self.bottleneck_width = cardinality, bottleneck_width
         self.in_channels = 64
         self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -83,6 +81,7 @@ class CifarResNeXt(nn.Module):
         self.layer3 = self._make_stage(256, blocks_per_stage, stride=2)
         self.avgpool = GlobalAvgPool2d()
         self.fc = nn.Linear(1024, num_classes)
+        self.feature_info = [FeatureInfo(f"layer{i}", f"layer{i}", 256 * 2 ** (i - 1), 2 ** (i - 1)) for i in (1, 2, 3)]
         init_resnet_weights(self)
 
     def _make_stage(self, planes: int, blocks: int, stride: int) -> nn.Sequential:

@@ -34,6 +34,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from convatlas.layers.init import init_weights, kaiming_uniform, normal
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, card_with, register_model
 
 __all__ = ["Fire", "SqueezeNet", "squeezenet1_0", "squeezenet1_1", "BYPASS_CHOICES"]
@@ -104,7 +106,12 @@ COMPLEX_BYPASS = ("fire2", "fire4", "fire6", "fire8")
 
 
 class SqueezeNet(nn.Module):
-    """SqueezeNet ``version`` "1_0" (paper, Table 1) or "1_1" (GitHub release), with a ``bypass`` variant."""
+    """SqueezeNet ``version`` "1_0" (paper, Table 1) or "1_1" (GitHub release), with a ``bypass`` variant.
+
+    Feature maps, the last one at each resolution: ``conv1`` (after ``relu1``, /2), the Fire
+    module before each max pool (v1.0: ``fire4`` /4, ``fire8`` /8; v1.1: ``fire3``, ``fire5``) and
+    ``fire9`` (/16), the input of the classifier's ``conv10``.
+    """
 
     def __init__(self, version: str = "1_0", *, bypass: str = "none", num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
@@ -141,14 +148,13 @@ class SqueezeNet(nn.Module):
             avgpool10=nn.AdaptiveAvgPool2d(1),
         ))
         self.version, self.bypass = version, bypass
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                if m is self.classifier.conv10:
-                    nn.init.normal_(m.weight, mean=0.0, std=0.01)
-                else:
-                    nn.init.kaiming_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.feature_info = [FeatureInfo("conv1", "features.relu1", conv1_channels, 2)]
+        widths = {name: e1x1 + e3x3 for name, _, e1x1, e3x3 in FIRES}
+        for halvings, name in enumerate([*spec["pool_after"], "fire9"], start=2):  # conv1 and maxpool1 halve twice
+            self.feature_info.append(FeatureInfo(name, f"features.{name}", widths[name], 2**halvings))
+        # torchvision's initialisation: He uniform convolutions, N(0, 0.01^2) for the final conv10.
+        init_weights(self.features, conv=kaiming_uniform())
+        init_weights(self.classifier, conv=normal(std=0.01))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)

@@ -40,13 +40,17 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from convatlas._checks import fraction, positive_int
 from convatlas.layers import LocalResponseNorm
+from convatlas.layers.init import init_weights, xavier_uniform
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = [
     "CONFIGS",
     "VGG",
     "make_features",
+    "vgg_feature_info",
     "vgg11",
     "vgg11_lrn",
     "vgg13",
@@ -116,8 +120,31 @@ def make_features(config: str | Sequence[Entry], batch_norm: bool = False, in_ch
     return nn.Sequential(*layers)
 
 
+def vgg_feature_info(features: nn.Sequential, prefix: str = "features") -> list[FeatureInfo]:
+    """The feature maps of a VGG ``features`` stack: the last layer of each block before its max
+    pool, ``conv1`` .. ``conv5`` (/1 .. /16), and the last pool's output, ``pool5`` (/32)."""
+    info: list[FeatureInfo] = []
+    block, reduction, channels = 1, 1, 0
+    for index, layer in enumerate(features):
+        if isinstance(layer, nn.Conv2d):
+            channels = layer.out_channels
+        elif isinstance(layer, nn.MaxPool2d):
+            info.append(FeatureInfo(f"conv{block}", f"{prefix}.{index - 1}", channels, reduction))
+            block, reduction = block + 1, reduction * 2
+    last = len(features) - 1
+    if isinstance(features[last], nn.MaxPool2d):
+        info.append(FeatureInfo(f"pool{block - 1}", f"{prefix}.{last}", channels, reduction))
+    else:
+        info.append(FeatureInfo(f"conv{block}", f"{prefix}.{last}", channels, reduction))
+    return info
+
+
 class VGG(nn.Module):
-    """A VGG network: ``features`` from a Table 1 configuration, adaptive 7x7 pooling, three FC layers."""
+    """A VGG network: ``features`` from a Table 1 configuration, adaptive 7x7 pooling, three FC layers.
+
+    Feature maps (:func:`vgg_feature_info`): ``conv1`` .. ``conv5``, the last ReLU of each block
+    before its max pool (/1 .. /16), and ``pool5`` (/32).
+    """
 
     def __init__(
         self,
@@ -128,11 +155,10 @@ class VGG(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        positive_int("num_classes", num_classes)
+        fraction("dropout", dropout)
         self.features = make_features(config, batch_norm)
+        self.feature_info = vgg_feature_info(self.features)
         last_width = [m.out_channels for m in self.features if isinstance(m, nn.Conv2d)][-1]
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
@@ -144,13 +170,7 @@ class VGG(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes),  # 6: FC-1000
         )
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=xavier_uniform(), linear=xavier_uniform())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -19,7 +19,8 @@ bottleneck 1x1-3x3 layers are twice as wide (outer 1x1 unchanged), as torchvisio
 
 from __future__ import annotations
 
-from convatlas.models._resnet_blocks import Bottleneck, check_positive_int
+from convatlas._checks import positive_int
+from convatlas.models._resnet_blocks import Bottleneck
 from convatlas.models.preact_resnet import PreActResNet
 from convatlas.models.resnet import ResNet
 from convatlas.registry import ModelCard, Published, card_with, register_model
@@ -40,7 +41,7 @@ def wide_resnet(depth: int, widen_factor: int, dropout: float = 0.0, *, num_clas
             f"depth must satisfy (depth - 4) divisible by 6, i.e. 6n+4 with n >= 1 "
             f"(10, 16, 22, 28, 40, ...), got {depth!r}"
         )
-    check_positive_int("widen_factor", widen_factor)
+    positive_int("widen_factor", widen_factor)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
     n = (depth - 4) // 6
@@ -76,6 +77,7 @@ _TABLE = "paper's final results table (mean/std preprocessing, median of 5 runs)
     macs=Published(5.243e9, "conv+fc MACs at 32x32 (5.243 G, paper-numbers.md section 11)"),
     top1=Published(96.00, _TABLE.format("4.00")),
     notes="CIFAR-100: 19.25% error; with dropout 0.3: 3.89% / 18.85%.",
+    recipes=("wrn28_10_cifar10",),
 ))
 def wrn_28_10(*, num_classes: int = 10, dropout: float = 0.0) -> PreActResNet:
     """WRN-28-10 (Zagoruyko & Komodakis 2016, arXiv:1605.07146): depth 28, widen factor 10.

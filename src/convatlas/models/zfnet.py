@@ -35,19 +35,26 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from convatlas._checks import positive_int
 from convatlas.layers import LocalResponseNorm
+from convatlas.layers.init import init_weights, normal
+from convatlas.models.features import FeatureInfo
 from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = ["ZFNet", "zfnet"]
 
 
 class ZFNet(nn.Module):
-    """The ZFNet of Fig. 3 (arXiv:1311.2901v3): 7x7/2 conv1, dense layers 3-5, 224x224 input."""
+    """The ZFNet of Fig. 3 (arXiv:1311.2901v3): 7x7/2 conv1, dense layers 3-5, 224x224 input.
+
+    Feature maps, the last one at each resolution: ``conv1`` (after ``relu1``, /2), ``norm1``
+    (pooled and normalised, /4), ``conv2`` (after ``relu2``, /8), ``conv5`` (after ``relu5``, /16)
+    and ``pool5`` (/32).
+    """
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        positive_int("num_classes", num_classes)
         self.features = nn.Sequential(OrderedDict(
             conv1=nn.Conv2d(3, 96, kernel_size=7, stride=2, padding=1),
             relu1=nn.ReLU(inplace=True),
@@ -74,10 +81,14 @@ class ZFNet(nn.Module):
             dropout7=nn.Dropout(p=dropout),
             fc8=nn.Linear(4096, num_classes),
         ))
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.01)
-                nn.init.zeros_(module.bias)
+        self.feature_info = [
+            FeatureInfo("conv1", "features.relu1", 96, 2),
+            FeatureInfo("norm1", "features.norm1", 96, 4),
+            FeatureInfo("conv2", "features.relu2", 256, 8),
+            FeatureInfo("conv5", "features.relu5", 256, 16),
+            FeatureInfo("pool5", "features.pool5", 256, 32),
+        ]
+        init_weights(self, conv=normal(std=0.01), linear=normal(std=0.01))  # Section 3.1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
