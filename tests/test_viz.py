@@ -579,14 +579,14 @@ def paper_lenet_run(tmp_path_factory):
 @pytest.mark.slow
 def test_gradcam_on_a_trained_paper_lenet_uses_the_last_spatial_layer(paper_lenet_run, tmp_path, capsys):
     """`squash` runs last with the 84 units of F6; Grad-CAM's default is the last layer whose last
-    call gives maps: S4 (16 x 5 x 5)."""
+    call gives maps: S4 after its squashing (`maps.S4`, 16 x 5 x 5)."""
     inspected = viz.load_model(paper_lenet_run)
     x = inspected.preprocess(viz.load_image(inspected)[0])
-    assert viz.gradcam(inspected.model, x).layer == "s4"
+    assert viz.gradcam(inspected.model, x).layer == "maps.S4"
     out = tmp_path / "gradcam.png"
     code = main(["visualize", str(paper_lenet_run), "--method", "gradcam", "-o", str(out)])
     assert code == 0 and _is_png(out) and "gradcam of lenet5" in capsys.readouterr().out
-    with pytest.raises(ValueError, match=r"at layer 'squash', got \(1, 84\) at its last call .*default, 's4'"):
+    with pytest.raises(ValueError, match=r"at layer 'squash', got \(1, 84\) at its last call .*default, 'maps.S4'"):
         viz.gradcam(inspected.model, x, "squash")
 
 

@@ -171,8 +171,8 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
         run_dir.mkdir(parents=True, exist_ok=True)
         loop_facts = {"steps_per_epoch": run.steps_per_epoch, "total_steps": run.total_steps}
         write_yaml(run_dir / rundir.CONFIG, {**record, "derived": {**record.get("derived", {}), **loop_facts}})
-    state, picker = run.state, _threads(run, resumed=checkpoint is not None)
     previous_threads = torch.get_num_threads()
+    state, picker = run.state, _threads(run, resumed=checkpoint is not None)
     forward_model = _wrap(run)
     sums = _Sums(state.partial, rt.device)
     autocast = (lambda: torch.autocast(rt.device.type, dtype=torch.bfloat16)) if rt.amp else contextlib.nullcontext
@@ -245,8 +245,7 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
                     f"after {summary['epochs']:g} epochs, {summary['train_seconds']:.1f} s training "
                     f"({summary['images_per_second'] or 0:,.0f} img/s); run dir {run_dir}")
     finally:
-        if picker is not None or run.threads.get("source") in ("probed", "given", "resumed"):
-            torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous_threads)
     run.eval_model.eval()
     return FitResult(run_dir, summary, state.history, run.eval_model)
 
