@@ -3,7 +3,7 @@
     python benchmarks/bench_threads.py              # every case, quiet and busy
     python benchmarks/bench_threads.py --cases lenet5 --loads quiet
 
-For each case - ``convatlas train lenet5`` (its recipe, 30 epochs), ``vgg_mini`` (5 epochs),
+For each case - ``convatlas train lenet5`` (its recipe, for 10 of its 30 epochs), ``vgg_mini`` (5 epochs),
 ResNet-18 and DenseNet-121 on the digits at 64x64 (a fixed number of steps) - the same run is
 trained with the default thread choice (``threads`` unset: the loop times the candidate counts on
 its first steps and keeps the fastest; that timing is part of the measured run) and with every
@@ -39,14 +39,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # name -> (model, training arguments); the lengths keep each run between about 10 and 40 s
 CASES: dict[str, tuple[str, dict]] = {
-    "lenet5": ("lenet5", {}),
+    "lenet5": ("lenet5", {"epochs": 10}),
     "vgg_mini": ("vgg_mini", {"epochs": 5}),
     "resnet18_64": ("resnet18", {"image_size": 64, "iterations": 60, "eval_every": 1000}),
     "densenet121_64": ("densenet121", {"image_size": 64, "iterations": 30, "eval_every": 1000}),
 }
 
 
-def _busy_loop() -> None:  # pragma: no cover - runs in the other process
+def _busy_loop(started) -> None:  # pragma: no cover - runs in the other process
+    started.set()
     x = 0
     while True:
         x += 1
@@ -54,12 +55,17 @@ def _busy_loop() -> None:  # pragma: no cover - runs in the other process
 
 @contextlib.contextmanager
 def load(kind: str):
-    """Nothing beside the benchmark ("quiet"), or one CPU-bound process ("busy")."""
+    """Nothing beside the benchmark ("quiet"), or one CPU-bound process ("busy"), already spinning
+    when the first run starts (a spawned process first imports this module, for a few seconds)."""
     if kind == "quiet":
         yield
         return
-    process = mp.get_context("spawn").Process(target=_busy_loop, daemon=True)
+    context = mp.get_context("spawn")
+    started = context.Event()
+    process = context.Process(target=_busy_loop, args=(started,), daemon=True)
     process.start()
+    if not started.wait(timeout=120):
+        raise RuntimeError("the busy process did not start")
     time.sleep(1.0)
     try:
         yield
@@ -74,7 +80,7 @@ def run_once(model: str, args: dict, threads: int | None, workdir: Path) -> dict
         summary = train(model, quiet=True, threads=threads, out=out, **args).summary
     return {"images_per_second": summary["images_per_second"], "train_seconds": summary["train_seconds"],
             "threads": summary["threads"], "source": summary["source"],
-            "timed_ms_per_step": summary.get("timed_ms_per_step")}
+            "timed_ms_per_step": summary.get("timed_ms_per_step"), "retimed": summary.get("retimed")}
 
 
 def bench_case(name: str, kind: str, rounds: int, workdir: Path) -> dict:
@@ -90,12 +96,14 @@ def bench_case(name: str, kind: str, rounds: int, workdir: Path) -> dict:
     fixed = {key: value for key, value in best.items() if key != "default"}
     best_fixed = max(fixed, key=fixed.get)
     ratio = best["default"] / fixed[best_fixed]
+    worst = min(r["images_per_second"] for r in runs["default"]) / fixed[best_fixed]
     chosen = [r["threads"] for r in runs["default"]]
     print(f"{name:15s} {kind:5s}  default {best['default']:8,.0f} img/s (chose {chosen})  "
           + "  ".join(f"{k} thread{'s' if k != '1' else ''} {v:8,.0f}" for k, v in fixed.items())
-          + f"  default / best fixed ({best_fixed}) = {ratio:.2f}", flush=True)
+          + f"  default / best fixed ({best_fixed}) = {ratio:.2f} (its worst round {worst:.2f})", flush=True)
     return {"case": name, "model": model, "args": args, "load": kind, "runs": runs, "best_images_per_second": best,
-            "best_fixed": best_fixed, "ratio_default_to_best_fixed": round(ratio, 3)}
+            "best_fixed": best_fixed, "ratio_default_to_best_fixed": round(ratio, 3),
+            "worst_default_round_to_best_fixed": round(worst, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.cases:
                 results.append(bench_case(name, kind, args.rounds, Path(tmp)))
     worst = min(r["ratio_default_to_best_fixed"] for r in results)
-    print(f"worst default / best fixed: {worst:.2f} (goal >= 0.95)")
+    worst_round = min(r["worst_default_round_to_best_fixed"] for r in results)
+    print(f"worst default / best fixed: {worst:.2f} (goal >= 0.95); worst single default round: {worst_round:.2f}")
     report = {"machine": {"cores": cpu_cores(), "platform": platform.platform(), "torch": torch.__version__,
                           "python": sys.version.split()[0]},
-              "cases": results, "worst_ratio": worst}
+              "cases": results, "worst_ratio": worst, "worst_single_default_round": worst_round}
     from convatlas._io import write_json
 
     write_json(args.out, report)

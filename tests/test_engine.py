@@ -12,7 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from convatlas.engine import Dist, LoopConfig, StepOutput, Task, ThreadPicker, fit, load_checkpoint, runtime
+from convatlas.engine import (
+    AutoThreads, Dist, LoopConfig, StepOutput, Task, ThreadPicker, fit, load_checkpoint, runtime,
+)
 from convatlas.engine.device import cpu_cores, thread_candidates
 
 ENGINE = Path(__file__).resolve().parents[1] / "src" / "convatlas" / "engine"
@@ -156,6 +158,29 @@ def test_thread_picker_stops_early_when_the_choice_is_clear(restore_threads):
     picker = ThreadPicker([1, 2, 4], rounds=5)
     calls = _drive(picker, {1: [5, 0.2, 0.21, 9, 9, 9], 2: [5, 0.5, 0.6, 9, 9, 9], 4: [5, 0.9, 0.8, 9, 9, 9]})
     assert picker.chosen == 1 and calls == 3 + 3 * 2  # warm-ups, then two rounds
+
+
+def test_auto_threads_time_again_when_the_load_changes(restore_threads):
+    auto = AutoThreads([1, 2])
+
+    def epoch(seconds: dict[int, float], steps: int = 30) -> None:
+        for _ in range(steps):
+            auto.before_step()
+            auto.after_step(seconds[torch.get_num_threads()])
+        auto.end_epoch()
+
+    quiet, busy = {1: 0.010, 2: 0.006}, {1: 0.011, 2: 0.030}  # another job takes a core
+    epoch(quiet)
+    assert (auto.chosen, auto.source, auto.retimed) == (2, "probed", 0)
+    epoch(quiet)  # the reference epoch after the choice
+    epoch({1: 0.011, 2: 0.0065})  # noise within 1.5x: no new timing
+    assert auto.picker is None and auto.retimed == 0
+    epoch(busy)  # five times slower: time the candidates again, and choose one thread
+    assert auto.retimed == 1 and auto.picker is not None
+    epoch(busy)
+    assert auto.chosen == 1 and torch.get_num_threads() == 1 and auto.record()["retimed"] == 1
+    resumed = AutoThreads([1, 2], chosen=2)
+    assert resumed.source == "resumed" and torch.get_num_threads() == 2 and resumed.picker is None
 
 
 def test_thread_candidates():

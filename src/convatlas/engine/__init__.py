@@ -9,7 +9,7 @@ or model names.
 
 from convatlas.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from convatlas.engine.config import LoopConfig
-from convatlas.engine.device import Runtime, ThreadPicker, runtime
+from convatlas.engine.device import AutoThreads, Runtime, ThreadPicker, runtime
 from convatlas.engine.distributed import Dist, setup_distributed, teardown_distributed
 from convatlas.engine.loop import FitResult, StepInfo, TrainingDiverged, fit
 from convatlas.engine.optim import EMA, make_optimizer, param_groups
@@ -17,7 +17,7 @@ from convatlas.engine.schedules import Schedule
 from convatlas.engine.task import StepOutput, Task
 
 __all__ = [
-    "CheckpointError", "Dist", "EMA", "FitResult", "LoopConfig", "Runtime", "Schedule", "StepInfo", "StepOutput",
+    "AutoThreads", "CheckpointError", "Dist", "EMA", "FitResult", "LoopConfig", "Runtime", "Schedule", "StepInfo", "StepOutput",
     "Task", "ThreadPicker", "TrainingDiverged", "fit", "load_checkpoint", "make_optimizer", "param_groups",
     "runtime", "save_checkpoint", "setup_distributed", "teardown_distributed",
 ]

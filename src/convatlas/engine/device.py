@@ -28,7 +28,7 @@ import torch
 from convatlas.engine.config import LoopConfig
 from convatlas.engine.distributed import Dist
 
-__all__ = ["Runtime", "pick_device", "runtime", "cpu_cores", "thread_candidates", "ThreadPicker"]
+__all__ = ["Runtime", "pick_device", "runtime", "cpu_cores", "thread_candidates", "ThreadPicker", "AutoThreads"]
 
 
 @dataclass
@@ -148,3 +148,68 @@ class ThreadPicker:
     def report(self) -> dict[str, float]:
         """Median milliseconds per step of each timed candidate."""
         return {str(n): round(1000 * statistics.median(t), 3) for n, t in self.timings.items() if t}
+
+
+@dataclass
+class AutoThreads:
+    """The thread count chosen by timing, and timed again when the load changes.
+
+    Start it with ``chosen`` (a resumed run's count) or without (time the candidates now). The
+    loop calls :meth:`before_step` / :meth:`after_step` around every step and :meth:`end_epoch`
+    after each epoch; :meth:`record` says what was chosen and how.
+    """
+
+    candidates: list[int]
+    chosen: int | None = None
+    tolerance: float = 1.5
+    source: str = "probed"
+    picker: ThreadPicker | None = None
+    reference: float | None = None  # median seconds per step in the first whole epoch after a choice
+    retimed: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    _recent: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.chosen is None:
+            self._start_timing()
+        else:
+            self.source = "resumed"
+            torch.set_num_threads(self.chosen)
+
+    def _start_timing(self) -> None:
+        self.picker = ThreadPicker(self.candidates)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self.picker is not None and self.picker.done:
+            self.chosen, self.timings = self.picker.chosen, self.picker.report()
+            self.picker, self.reference, self.source = None, None, "probed"
+
+    def before_step(self) -> None:
+        if self.picker is not None:
+            self.picker.before_step()
+
+    def after_step(self, seconds: float) -> None:
+        if self.picker is not None:
+            self.picker.after_step(seconds)
+            self._settle()
+        else:
+            self._recent.append(seconds)
+
+    def end_epoch(self) -> None:
+        """Settle a timing the epoch cut short; or compare the epoch's steps with the reference."""
+        if self.picker is not None:
+            self.picker.finish_early()
+            self._settle()
+        elif len(self._recent) >= 5:
+            now = statistics.median(self._recent[-20:])
+            if self.reference is None:
+                self.reference = now
+            elif not 1 / self.tolerance < now / self.reference < self.tolerance:
+                self.retimed += 1
+                self._start_timing()
+        self._recent.clear()
+
+    def record(self) -> dict[str, object]:
+        return {"threads": self.chosen, "source": self.source, "timed_ms_per_step": self.timings,
+                "retimed": self.retimed}

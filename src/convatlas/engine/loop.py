@@ -34,7 +34,7 @@ from convatlas.data.loader import EpochBatches
 from convatlas.engine import rundir
 from convatlas.engine.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from convatlas.engine.config import LoopConfig
-from convatlas.engine.device import Runtime, ThreadPicker, cpu_cores, thread_candidates
+from convatlas.engine.device import AutoThreads, Runtime, cpu_cores, thread_candidates
 from convatlas.engine.display import Display, format_values
 from convatlas.engine.distributed import Dist, all_sum, any_rank, gather
 from convatlas.engine.optim import EMA, clip_gradients, make_optimizer
@@ -172,7 +172,7 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
         loop_facts = {"steps_per_epoch": run.steps_per_epoch, "total_steps": run.total_steps}
         write_yaml(run_dir / rundir.CONFIG, {**record, "derived": {**record.get("derived", {}), **loop_facts}})
     previous_threads = torch.get_num_threads()
-    state, picker = run.state, _threads(run, resumed=checkpoint is not None)
+    state, auto = run.state, _threads(run, resumed=checkpoint is not None)
     forward_model = _wrap(run)
     sums = _Sums(state.partial, rt.device)
     autocast = (lambda: torch.autocast(rt.device.type, dtype=torch.bfloat16)) if rt.amp else contextlib.nullcontext
@@ -184,7 +184,7 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
         with GracefulStop() as stop, display:
             for line in intro:
                 display.log(line)
-            threads = (f"timing {', '.join(map(str, picker.candidates))} threads on the first steps" if picker
+            threads = (f"timing {', '.join(map(str, auto.candidates))} threads on the first steps" if auto and auto.picker
                        else f"{run.threads['threads']} threads ({run.threads['source']})")
             display.log(f"{run.total_steps} steps on {rt.device}{f' x{env.world_size}' if env.active else ''}, "
                         f"{threads}; run dir {run_dir}")
@@ -197,14 +197,14 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
                     for group in run.optimizer.param_groups:
                         group["lr"] = lr
                     step_start = time.perf_counter()
-                    if picker is not None:
-                        picker.before_step()
+                    if auto is not None:
+                        auto.before_step()
                     with autocast():
                         out = task.training_step(forward_model, task.train_batch(idx.to(rt.device)))
                     _optimise(run, out.losses["loss"])
-                    if picker is not None:
-                        picker.after_step(time.perf_counter() - step_start)
-                        picker = _settle(run, picker)
+                    if auto is not None:
+                        auto.after_step(time.perf_counter() - step_start)
+                        state.threads, run.threads = auto.chosen, auto.record()
                     state.global_step += 1
                     state.step_in_epoch += 1
                     sums.add(out.losses, out.counts, len(idx))
@@ -228,9 +228,9 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
                 spent = time.perf_counter() - tick
                 state.train_seconds += spent
                 sums.seconds += spent
-                if picker is not None:  # an epoch shorter than the timing: choose from what was timed
-                    picker.finish_early()
-                    picker = _settle(run, picker)
+                if auto is not None:  # settle a timing the epoch cut short, or watch for a change of load
+                    auto.end_epoch()
+                    state.threads, run.threads = auto.chosen, auto.record()
                 if status == "diverged":
                     _stop_diverged(run, lr, title)
                 if status == "interrupted":
@@ -295,31 +295,23 @@ def _restore(checkpoint: dict[str, Any], net: nn.Module, optimizer: torch.optim.
     return state
 
 
-def _threads(run: _Run, resumed: bool) -> ThreadPicker | None:
-    """Set the intra-op thread count (see :mod:`convatlas.engine.device`); a picker to time them, or None."""
+def _threads(run: _Run, resumed: bool) -> AutoThreads | None:
+    """Set the intra-op thread count (see :mod:`convatlas.engine.device`): given, shared by
+    several processes, CUDA's default - or chosen by timing (then the chooser is returned)."""
     cfg, env, state = run.cfg, run.env, run.state
     if run.rt.on_cuda or (cfg.compile and cfg.threads is None):
         run.threads = {"threads": torch.get_num_threads(), "source": "default"}
         return None
-    if cfg.threads or env.active or (resumed and state.threads):
+    if cfg.threads or env.active:
         per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size))
-        count = cfg.threads or (state.threads if resumed and state.threads else max(1, cpu_cores() // per_machine))
-        source = "given" if cfg.threads else ("resumed" if resumed and state.threads else "shared by processes")
+        count = cfg.threads or max(1, cpu_cores() // per_machine)
         torch.set_num_threads(count)
         state.threads = count
-        run.threads = {"threads": count, "source": source}
+        run.threads = {"threads": count, "source": "given" if cfg.threads else "shared by processes"}
         return None
-    picker = ThreadPicker(thread_candidates(cpu_cores()))
-    return _settle(run, picker)
-
-
-def _settle(run: _Run, picker: ThreadPicker) -> ThreadPicker | None:
-    """Once the picker has chosen, record its choice and drop it."""
-    if not picker.done:
-        return picker
-    run.state.threads = picker.chosen
-    run.threads = {"threads": picker.chosen, "source": "probed", "timed_ms_per_step": picker.report()}
-    return None
+    auto = AutoThreads(thread_candidates(cpu_cores()), chosen=state.threads if resumed else None)
+    state.threads, run.threads = auto.chosen, auto.record()
+    return auto
 
 
 def _wrap(run: _Run) -> nn.Module:

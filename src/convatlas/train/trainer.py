@@ -153,8 +153,6 @@ def _aux_weight(cfg: TrainConfig) -> float | None:
 
 def _train(cfg: TrainConfig, used_recipe: str | None, env: Dist, out: Any, checkpoint: dict[str, Any] | None,
            resume_dir: Path | None, on_step: Callable[[StepInfo], None] | None, start: float) -> TrainResult:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     rt = runtime(cfg, env)
     # --- everything a user can get wrong is checked before anything is written
     card = model_card(cfg.model)
