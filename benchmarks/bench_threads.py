@@ -1,6 +1,6 @@
 """The trainer's own thread count against the best fixed one, on a quiet machine and a busy one.
 
-    python benchmarks/bench_threads.py              # every case, quiet and busy
+    python benchmarks/bench_threads.py              # every case: quiet, busy, busy from mid-run
     python benchmarks/bench_threads.py --cases lenet5 --loads quiet
 
 For each case - ``convatlas train lenet5`` (its recipe, for 10 of its 30 epochs), ``vgg_mini`` (5 epochs),
@@ -9,7 +9,8 @@ trained with the default thread choice (``threads`` unset: the loop times the ca
 its first steps and keeps the fastest; that timing is part of the measured run) and with every
 fixed count from 1 to the number of cores. Training images/s come from each run's
 ``summary.json`` (training time only, evaluation excluded). "busy" runs the same while one other
-CPU-bound process (a Python busy loop) runs beside it.
+CPU-bound process (a Python busy loop) runs beside it; "mid" starts that process a few seconds
+into each run, after the default has made its first choice (it must notice and time again).
 
 The goal: default / best fixed >= 0.95 in every case and load. The runs of one case alternate
 (default, 1, 2, ..., default, 1, 2, ...) and each configuration keeps the best of ``--rounds``,
@@ -26,6 +27,7 @@ import json
 import multiprocessing as mp
 import platform
 import sys
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -37,39 +39,46 @@ from convatlas.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# name -> (model, training arguments); the lengths keep each run between about 10 and 40 s
-CASES: dict[str, tuple[str, dict]] = {
-    "lenet5": ("lenet5", {"epochs": 10}),
-    "vgg_mini": ("vgg_mini", {"epochs": 5}),
-    "resnet18_64": ("resnet18", {"image_size": 64, "iterations": 60, "eval_every": 1000}),
-    "densenet121_64": ("densenet121", {"image_size": 64, "iterations": 30, "eval_every": 1000}),
+# name -> (model, training arguments, seconds into a run when the "mid" load starts); the lengths
+# keep each run between about 10 and 60 s
+CASES: dict[str, tuple[str, dict, float]] = {
+    "lenet5": ("lenet5", {"epochs": 10}, 4.0),
+    "vgg_mini": ("vgg_mini", {"epochs": 5}, 4.0),
+    "resnet18_64": ("resnet18", {"image_size": 64, "iterations": 60, "eval_every": 1000}, 10.0),
+    "densenet121_64": ("densenet121", {"image_size": 64, "iterations": 40, "eval_every": 1000}, 15.0),
 }
 
 
-def _busy_loop(started) -> None:  # pragma: no cover - runs in the other process
+def _busy_loop(started, go) -> None:  # pragma: no cover - runs in the other process
     started.set()
+    go.wait()
     x = 0
     while True:
         x += 1
 
 
 @contextlib.contextmanager
-def load(kind: str):
-    """Nothing beside the benchmark ("quiet"), or one CPU-bound process ("busy"), already spinning
-    when the first run starts (a spawned process first imports this module, for a few seconds)."""
+def load(kind: str, delay: float):
+    """Around one run: nothing beside it ("quiet"); one CPU-bound process spinning from the start
+    ("busy"); or one that starts spinning ``delay`` seconds into the run ("mid"). The process is
+    spawned (it imports this module, for a few seconds) before the run begins either way."""
     if kind == "quiet":
         yield
         return
     context = mp.get_context("spawn")
-    started = context.Event()
-    process = context.Process(target=_busy_loop, args=(started,), daemon=True)
+    started, go = context.Event(), context.Event()
+    process = context.Process(target=_busy_loop, args=(started, go), daemon=True)
     process.start()
     if not started.wait(timeout=120):
         raise RuntimeError("the busy process did not start")
-    time.sleep(1.0)
+    timer = threading.Timer(delay if kind == "mid" else 0.0, go.set)
+    timer.start()
+    if kind == "busy":
+        time.sleep(1.0)
     try:
         yield
     finally:
+        timer.cancel()
         process.terminate()
         process.join()
 
@@ -84,13 +93,13 @@ def run_once(model: str, args: dict, threads: int | None, workdir: Path) -> dict
 
 
 def bench_case(name: str, kind: str, rounds: int, workdir: Path) -> dict:
-    model, args = CASES[name]
+    model, args, delay = CASES[name]
     configs: list[int | None] = [None, *range(1, cpu_cores() + 1)]
     runs: dict[str, list[dict]] = {("default" if c is None else str(c)): [] for c in configs}
-    with load(kind):
-        for _ in range(rounds):
-            for threads in configs:
-                key = "default" if threads is None else str(threads)
+    for _ in range(rounds):
+        for threads in configs:
+            key = "default" if threads is None else str(threads)
+            with load(kind, delay):
                 runs[key].append(run_once(model, args, threads, workdir))
     best = {key: max(r["images_per_second"] for r in rs) for key, rs in runs.items()}
     fixed = {key: value for key, value in best.items() if key != "default"}
@@ -109,7 +118,7 @@ def bench_case(name: str, kind: str, rounds: int, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
-    parser.add_argument("--loads", nargs="+", choices=["quiet", "busy"], default=["quiet", "busy"])
+    parser.add_argument("--loads", nargs="+", choices=["quiet", "busy", "mid"], default=["quiet", "busy", "mid"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_threads-cpu.json")
     args = parser.parse_args(argv)

@@ -161,23 +161,22 @@ def test_thread_picker_stops_early_when_the_choice_is_clear(restore_threads):
 
 
 def test_auto_threads_time_again_when_the_load_changes(restore_threads):
-    auto = AutoThreads([1, 2])
+    auto = AutoThreads([1, 2], window=20)
 
-    def epoch(seconds: dict[int, float], steps: int = 30) -> None:
-        for _ in range(steps):
+    def steps(seconds: dict[int, float], count: int) -> None:
+        for _ in range(count):
             auto.before_step()
             auto.after_step(seconds[torch.get_num_threads()])
-        auto.end_epoch()
 
     quiet, busy = {1: 0.010, 2: 0.006}, {1: 0.011, 2: 0.030}  # another job takes a core
-    epoch(quiet)
-    assert (auto.chosen, auto.source, auto.retimed) == (2, "probed", 0)
-    epoch(quiet)  # the reference epoch after the choice
-    epoch({1: 0.011, 2: 0.0065})  # noise within 1.5x: no new timing
+    steps(quiet, 6)  # a warm-up step each, then two rounds that leave no doubt
+    assert (auto.chosen, auto.source, auto.retimed, auto.picker) == (2, "probed", 0, None)
+    steps(quiet, 20)  # the reference window after the choice
+    steps({1: 0.011, 2: 0.0075}, 20)  # within 1.5x of it: no new timing
     assert auto.picker is None and auto.retimed == 0
-    epoch(busy)  # five times slower: time the candidates again, and choose one thread
+    steps(busy, 20)  # five times slower: the candidates are timed again ...
     assert auto.retimed == 1 and auto.picker is not None
-    epoch(busy)
+    steps(busy, 6)  # ... and one thread wins
     assert auto.chosen == 1 and torch.get_num_threads() == 1 and auto.record()["retimed"] == 1
     resumed = AutoThreads([1, 2], chosen=2)
     assert resumed.source == "resumed" and torch.get_num_threads() == 2 and resumed.picker is None

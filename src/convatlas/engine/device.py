@@ -156,15 +156,17 @@ class AutoThreads:
 
     Start it with ``chosen`` (a resumed run's count) or without (time the candidates now). The
     loop calls :meth:`before_step` / :meth:`after_step` around every step and :meth:`end_epoch`
-    after each epoch; :meth:`record` says what was chosen and how.
+    after each epoch; :meth:`record` says what was chosen and how. After a choice, the median
+    step time of each ``window`` of steps is compared with the first window's.
     """
 
     candidates: list[int]
     chosen: int | None = None
     tolerance: float = 1.5
+    window: int = 20
     source: str = "probed"
     picker: ThreadPicker | None = None
-    reference: float | None = None  # median seconds per step in the first whole epoch after a choice
+    reference: float | None = None  # median seconds per step of the first window after a choice
     retimed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     _recent: list[float] = field(default_factory=list)
@@ -190,25 +192,28 @@ class AutoThreads:
             self.picker.before_step()
 
     def after_step(self, seconds: float) -> None:
+        """Count a step; every ``window`` steps after a choice, compare their median with the
+        first window's, and time the candidates again when it moved more than ``tolerance``."""
         if self.picker is not None:
             self.picker.after_step(seconds)
             self._settle()
-        else:
-            self._recent.append(seconds)
+            return
+        self._recent.append(seconds)
+        if len(self._recent) < self.window:
+            return
+        now = statistics.median(self._recent)
+        self._recent.clear()
+        if self.reference is None:
+            self.reference = now
+        elif not 1 / self.tolerance < now / self.reference < self.tolerance:
+            self.retimed += 1
+            self._start_timing()
 
     def end_epoch(self) -> None:
-        """Settle a timing the epoch cut short; or compare the epoch's steps with the reference."""
+        """An epoch shorter than the timing: choose from what was timed (evaluation runs next)."""
         if self.picker is not None:
             self.picker.finish_early()
             self._settle()
-        elif len(self._recent) >= 5:
-            now = statistics.median(self._recent[-20:])
-            if self.reference is None:
-                self.reference = now
-            elif not 1 / self.tolerance < now / self.reference < self.tolerance:
-                self.retimed += 1
-                self._start_timing()
-        self._recent.clear()
 
     def record(self) -> dict[str, object]:
         return {"threads": self.chosen, "source": self.source, "timed_ms_per_step": self.timings,
