@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from convatlas.viz.features import run_observed
 from convatlas.viz.source import get_layer
 
 __all__ = ["SaliencyResult", "GradCamResult", "saliency", "guided_backprop", "gradcam", "default_cam_layer",
@@ -147,19 +148,11 @@ def _last_calls(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, tuple
     finished = itertools.count()
     last: dict[str, tuple[int, tuple[int, ...] | None]] = {}
 
-    def record(name: str):
-        def hook(_m: nn.Module, _i: tuple, output: object) -> None:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
-            last[name] = (next(finished), shape)
-        return hook
+    def record(name: str, _module: nn.Module, output: object) -> None:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+        last[name] = (next(finished), shape)
 
-    handles = [module.register_forward_hook(record(name)) for name, module in model.named_modules() if name]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    run_observed(model, x, record)
     return last
 
 

@@ -10,14 +10,14 @@ one forward pass (a ReLU shared by the branches of a residual block) reports its
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from convatlas.viz.source import get_layer, layer_names
 
-__all__ = ["feature_maps", "capture", "default_feature_layer", "spatial_layer_names", "output_shapes"]
+__all__ = ["feature_maps", "capture", "default_feature_layer", "spatial_layer_names", "output_shapes", "run_observed"]
 
 
 @contextlib.contextmanager
@@ -44,21 +44,25 @@ def capture(module: nn.Module, *, keep_graph: bool = False) -> Iterator[list[tor
         handle.remove()
 
 
-def output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Output shape of every named module (last call) for input ``x``."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, n=name: shapes.__setitem__(n, tuple(o.shape)) if isinstance(o, torch.Tensor) else None
-            ))
+def run_observed(model: nn.Module, x: torch.Tensor, observe: Callable[[str, nn.Module, Any], None],
+                 names: Iterable[str] | None = None) -> None:
+    """Run ``model(x)`` once without gradients, calling ``observe(name, module, output)`` after
+    every call of every named module (or of those in ``names``); the hooks are removed after."""
+    wanted = None if names is None else set(names)
+    handles = [module.register_forward_hook(lambda m, i, o, n=name: observe(n, m, o))
+               for name, module in model.named_modules() if name and (wanted is None or name in wanted)]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
+
+
+def output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Output shape of every named module (last call) for input ``x``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    run_observed(model, x, lambda n, m, o: shapes.__setitem__(n, tuple(o.shape)) if isinstance(o, torch.Tensor) else None)
     return shapes
 
 
@@ -81,15 +85,8 @@ def default_feature_layer(model: nn.Module, x: torch.Tensor | None = None) -> st
         raise ValueError(f"{type(model).__name__} has no Conv2d layer; name a layer with --layer")
     if x is None:
         return convs[0]
-    modules = dict(model.named_modules())
     ran: list[str] = []
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: ran.append(n)) for n in convs]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    run_observed(model, x, lambda n, m, o: ran.append(n), names=convs)
     if not ran:
         raise ValueError(f"no Conv2d layer of {type(model).__name__} runs for this input; name a layer with --layer")
     return ran[0]
