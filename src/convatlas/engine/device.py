@@ -191,16 +191,17 @@ class AutoThreads:
         if self.picker is not None:
             self.picker.before_step()
 
-    def after_step(self, seconds: float) -> None:
+    def after_step(self, seconds: float) -> bool:
         """Count a step; every ``window`` steps after a choice, compare their median with the
-        first window's, and time the candidates again when it moved more than ``tolerance``."""
+        first window's, and time the candidates again when it moved more than ``tolerance``.
+        True when the count or the timing changed (the record is new)."""
         if self.picker is not None:
             self.picker.after_step(seconds)
             self._settle()
-            return
+            return True
         self._recent.append(seconds)
         if len(self._recent) < self.window:
-            return
+            return False
         now = statistics.median(self._recent)
         self._recent.clear()
         if self.reference is None:
@@ -208,6 +209,8 @@ class AutoThreads:
         elif not 1 / self.tolerance < now / self.reference < self.tolerance:
             self.retimed += 1
             self._start_timing()
+            return True
+        return False
 
     def end_epoch(self) -> None:
         """An epoch shorter than the timing: choose from what was timed (evaluation runs next)."""

@@ -202,8 +202,7 @@ def fit(model: nn.Module, task: Task, cfg: LoopConfig, run_dir: Path, env: Dist,
                     with autocast():
                         out = task.training_step(forward_model, task.train_batch(idx.to(rt.device)))
                     _optimise(run, out.losses["loss"])
-                    if auto is not None:
-                        auto.after_step(time.perf_counter() - step_start)
+                    if auto is not None and auto.after_step(time.perf_counter() - step_start):
                         state.threads, run.threads = auto.chosen, auto.record()
                     state.global_step += 1
                     state.step_in_epoch += 1
