@@ -89,7 +89,8 @@ def run_once(model: str, args: dict, threads: int | None, workdir: Path) -> dict
         summary = train(model, quiet=True, threads=threads, out=out, **args).summary
     return {"images_per_second": summary["images_per_second"], "train_seconds": summary["train_seconds"],
             "threads": summary["threads"], "source": summary["source"],
-            "timed_ms_per_step": summary.get("timed_ms_per_step"), "retimed": summary.get("retimed")}
+            "timed_ms_per_step": summary.get("timed_ms_per_step"), "retimed": summary.get("retimed"),
+            "timing_cost_seconds": summary.get("thread_timing_cost_seconds")}
 
 
 def bench_case(name: str, kind: str, rounds: int, workdir: Path) -> dict:
@@ -107,12 +108,16 @@ def bench_case(name: str, kind: str, rounds: int, workdir: Path) -> dict:
     ratio = best["default"] / fixed[best_fixed]
     worst = min(r["images_per_second"] for r in runs["default"]) / fixed[best_fixed]
     chosen = [r["threads"] for r in runs["default"]]
+    # what the timing itself cost, from the run's own step times (free of the machine's drift)
+    cost = max((r["timing_cost_seconds"] or 0.0) / r["train_seconds"] for r in runs["default"])
     print(f"{name:15s} {kind:5s}  default {best['default']:8,.0f} img/s (chose {chosen})  "
           + "  ".join(f"{k} thread{'s' if k != '1' else ''} {v:8,.0f}" for k, v in fixed.items())
-          + f"  default / best fixed ({best_fixed}) = {ratio:.2f} (its worst round {worst:.2f})", flush=True)
+          + f"  default / best fixed ({best_fixed}) = {ratio:.2f} (its worst round {worst:.2f}); "
+          f"timing cost <= {cost:.1%} of the run", flush=True)
     return {"case": name, "model": model, "args": args, "load": kind, "runs": runs, "best_images_per_second": best,
             "best_fixed": best_fixed, "ratio_default_to_best_fixed": round(ratio, 3),
-            "worst_default_round_to_best_fixed": round(worst, 3)}
+            "worst_default_round_to_best_fixed": round(worst, 3), "chose_best_fixed":
+            all(str(c) == best_fixed for c in chosen), "timing_cost_fraction": round(cost, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:

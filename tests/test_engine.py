@@ -152,6 +152,7 @@ def test_thread_picker_keeps_the_fastest_count(restore_threads):
     assert picker.chosen == 2 and torch.get_num_threads() == 2
     assert calls == 2 + 2 * 5
     assert picker.report() == {"1": 1000.0, "2": 600.0}
+    assert picker.cost() == pytest.approx(6 * (1.0 - 0.6))  # six steps (a warm-up, five timed) at 0.4 s too slow
 
 
 def test_thread_picker_stops_early_when_the_choice_is_clear(restore_threads):

@@ -149,6 +149,12 @@ class ThreadPicker:
         """Median milliseconds per step of each timed candidate."""
         return {str(n): round(1000 * statistics.median(t), 3) for n, t in self.timings.items() if t}
 
+    def cost(self) -> float:
+        """Seconds the timing spent beyond running all its steps at the chosen count (its warm-up
+        and timed steps at slower counts), from the medians."""
+        best = statistics.median(self.timings[self.chosen]) if self.timings.get(self.chosen) else 0.0
+        return sum((len(t) + 1) * max(statistics.median(t) - best, 0.0) for t in self.timings.values() if t)
+
 
 @dataclass
 class AutoThreads:
@@ -169,6 +175,7 @@ class AutoThreads:
     reference: float | None = None  # median seconds per step of the first window after a choice
     retimed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    timing_seconds: float = 0.0  # what choosing cost, beyond running those steps at the chosen count
     _recent: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -185,6 +192,7 @@ class AutoThreads:
     def _settle(self) -> None:
         if self.picker is not None and self.picker.done:
             self.chosen, self.timings = self.picker.chosen, self.picker.report()
+            self.timing_seconds += self.picker.cost()
             self.picker, self.reference, self.source = None, None, "probed"
 
     def before_step(self) -> None:
@@ -220,4 +228,4 @@ class AutoThreads:
 
     def record(self) -> dict[str, object]:
         return {"threads": self.chosen, "source": self.source, "timed_ms_per_step": self.timings,
-                "retimed": self.retimed}
+                "retimed": self.retimed, "thread_timing_cost_seconds": round(self.timing_seconds, 3)}
