@@ -11,7 +11,7 @@ import torchvision
 import convatlas
 from convatlas.registry import Preprocessing
 
-ALL = convatlas.list_models()
+ALL = convatlas.list_models(task="classification")
 # Cards whose preprocessing is that of their reference weights, not their dataset's default.
 CUSTOM = {f"efficientnet_b{i}" for i in range(8)} | {
     "efficientnet", "inception_v4", "inception_resnet_v2", "nasnet_a_mobile", "nasnet_a_large",

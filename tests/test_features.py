@@ -12,7 +12,7 @@ from convatlas.analysis import summary
 from convatlas.models import FeatureExtractor, FeatureInfo, feature_info, forward_intermediates
 from convatlas.registry import build_meta
 
-ALL = convatlas.list_models()
+ALL = convatlas.list_models(task="classification")
 
 
 def _check_declared_stages(model: nn.Module, input_size: tuple[int, int, int]) -> None:

@@ -9,7 +9,7 @@ import convatlas
 from convatlas.registry import InputTooSmallError, get_builder
 from reference import PARAMS
 
-ALL = convatlas.list_models()
+ALL = convatlas.list_models(task="classification")
 
 
 def _meta_model(name: str):

@@ -14,6 +14,7 @@ import importlib
 from typing import Any
 
 import convatlas.models  # noqa: F401  (registers the zoo: every family module of the package)
+import convatlas.segmentation  # noqa: F401  (registers the segmentation networks)
 from convatlas.registry import (
     InputTooSmallError,
     ModelCard,

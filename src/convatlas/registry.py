@@ -77,6 +77,7 @@ _DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
+    "voc": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # VOC networks start from ImageNet backbones
 }
 _CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -172,6 +173,7 @@ class ModelCard:
     macs: Published | None = None
     top1: Published | None = None
     top5: Published | None = None
+    miou: Published | None = None  # segmentation: mean intersection over union, in percent
     torchvision: str | None = None  # name of the torchvision builder with the same architecture
     timm: str | None = None
     aux_logits: bool = False  # returns (logits, *aux) in training mode
@@ -184,6 +186,8 @@ class ModelCard:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"{self.name}: task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.preprocessing is None:
             object.__setattr__(self, "preprocessing", Preprocessing.for_dataset(self.dataset, self.input_size[0]))
         if self.aux_logits and self.aux_weight is None:  # GoogLeNet's (Szegedy et al. 2014, Sec. 5)
@@ -193,7 +197,7 @@ class ModelCard:
     def default_num_classes(self) -> int:
         if self.num_classes is not None:
             return self.num_classes
-        return {"imagenet": 1000, "cifar100": 100}.get(self.dataset, 10)
+        return _DEFAULT_CLASSES.get(self.dataset, 10)
 
     @property
     def citation(self) -> str:
@@ -204,6 +208,13 @@ class ModelCard:
         d = asdict(self)
         d["citation"] = self.citation
         return d
+
+
+# Classes of the datasets cards name, where they are not 10 (segmentation counts the background).
+_DEFAULT_CLASSES = {"imagenet": 1000, "cifar100": 100, "voc": 21, "digit-scenes": 11, "camvid": 11,
+                    "cells": 2}
+
+TASKS = ("classification", "segmentation", "detection")
 
 
 class UnknownModelError(KeyError, ValueError):
@@ -275,11 +286,16 @@ def torchvision_key_map(name: str):
     return _entry(name).torchvision_keys
 
 
-def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (e.g. ``"resnet*"``), sorted."""
+def list_models(pattern: str = "*", *, family: str | None = None, task: str | None = None) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (e.g. ``"resnet*"``), sorted; ``family``
+    and ``task`` (``"classification"``, ``"segmentation"``, ``"detection"``) narrow the list."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     names = [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern.lower())]
     if family is not None:
         names = [n for n in names if _REGISTRY[n].card.family == family]
+    if task is not None:
+        names = [n for n in names if _REGISTRY[n].card.task == task]
     return sorted(names)
 
 
