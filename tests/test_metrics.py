@@ -32,3 +32,68 @@ def test_a_class_with_no_examples_has_no_accuracy():
     confusion = confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), 3)
     accuracy = per_class_accuracy(confusion)
     assert accuracy[:2].tolist() == [0.5, 1.0] and torch.isnan(accuracy[2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Segmentation: the FCN paper's four numbers and per-class IoU, against torchmetrics.
+
+
+def _random_segmentation(seed: int, classes: int, shape=(4, 23, 31), ignore_fraction=0.1, absent=()):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, classes, shape, generator=g)
+    # predictions right about 60% of the time, so the scores are far from 0 and 1
+    pred = torch.where(torch.rand(shape, generator=g) < 0.6, target, torch.randint(0, classes, shape, generator=g))
+    for c in absent:  # a class no pixel has, in truth or prediction
+        target[target == c] = (c + 1) % classes
+        pred[pred == c] = (c + 1) % classes
+    target[torch.rand(shape, generator=g) < ignore_fraction] = 255
+    return pred, target
+
+
+@pytest.mark.parametrize("seed,classes,absent", [(0, 2, ()), (1, 11, ()), (2, 21, ()), (3, 11, (4, 7))])
+def test_segmentation_scores_equal_torchmetrics(seed, classes, absent):
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_jaccard_index
+
+    from convatlas.metrics import segmentation_scores
+
+    pred, target = _random_segmentation(seed, classes, absent=absent)
+    scores = segmentation_scores(pred, target, classes, ignore_index=255)
+    tm = dict(num_classes=classes, ignore_index=255)
+    assert scores["miou"] == pytest.approx(float(multiclass_jaccard_index(pred, target, average="macro", **tm)))
+    assert scores["fwiou"] == pytest.approx(float(multiclass_jaccard_index(pred, target, average="weighted", **tm)))
+    assert scores["pixel_acc"] == pytest.approx(float(multiclass_accuracy(pred, target, average="micro", **tm)))
+    per_class = multiclass_jaccard_index(pred, target, average="none", **tm)
+    present = [c for c in range(classes) if c not in absent]
+    assert [scores["iou"][c] for c in present] == pytest.approx(per_class[present].tolist())
+    assert all(np.isnan(scores["iou"][c]) for c in absent)
+    # mean accuracy: every class present in the ground truth here, so torchmetrics' macro agrees
+    assert scores["mean_acc"] == pytest.approx(float(multiclass_accuracy(pred, target, average="macro", **tm)))
+
+
+def test_segmentation_mean_accuracy_leaves_out_classes_absent_from_the_truth():
+    """FCN's mean accuracy is nanmean(diag / row sums): a class that is predicted but never true
+    has no accuracy (torchmetrics' macro accuracy would count it as 0)."""
+    from convatlas.metrics import segmentation_scores
+
+    target = torch.tensor([[0, 0, 1, 1]])
+    pred = torch.tensor([[0, 2, 1, 1]])  # class 2 predicted once, never true
+    s = segmentation_scores(pred, target, 3)
+    assert s["mean_acc"] == pytest.approx((1 / 2 + 1) / 2)
+    assert s["pixel_acc"] == pytest.approx(3 / 4)
+    assert s["iou"][0] == pytest.approx(1 / 2) and s["iou"][1] == 1 and s["iou"][2] == 0
+    assert s["miou"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert s["fwiou"] == pytest.approx((2 * 0.5 + 2 * 1) / 4)
+
+
+def test_segmentation_scores_take_logits_and_reject_bad_labels():
+    from convatlas.metrics import segmentation_confusion, segmentation_scores
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 8, 8, generator=g)
+    target = torch.randint(0, 5, (2, 8, 8), generator=g)
+    assert segmentation_scores(logits, target, 5) == segmentation_scores(logits.argmax(1), target, 5)
+    assert int(segmentation_confusion(logits, target, 5).sum()) == target.numel()
+    with pytest.raises(ValueError, match="class 7, outside 0..4"):
+        segmentation_confusion(logits, torch.full((2, 8, 8), 7), 5)
+    with pytest.raises(ValueError, match="does not match"):
+        segmentation_confusion(logits.argmax(1), target[:, :4], 5)

@@ -99,6 +99,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     loaded = load_run(args.run_dir, args.which)
     report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size)
+    if loaded.task == "segmentation":
+        return _print_segmentation_eval(args, loaded, report)
     run_dir = Path(args.run_dir)
     write_json(run_dir / "eval.json", {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
                                        "data": args.data or loaded.config.get("data"), **report.to_dict()})
@@ -122,10 +124,56 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from convatlas.train import predict
+def _print_segmentation_eval(args: argparse.Namespace, loaded: Any, report: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
 
-    predictions = predict(args.run_dir, args.images, topk=args.topk, which=args.which)
+    from convatlas._io import write_json
+    from convatlas.viz.segmentation import plot_class_iou
+
+    run_dir = Path(args.run_dir)
+    write_json(run_dir / "eval.json", {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
+                                       "data": args.data or loaded.config.get("data"), **report.to_dict()})
+    png = plot_class_iou(report.iou, run_dir / "class_iou.png",
+                         f"{loaded.config.get('model')} on {loaded.dataset_name}: mIoU {report.miou:.3f}")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    console = Console()
+    console.print(f"[bold]{loaded.config.get('model')}[/bold] ({loaded.checkpoint.name}, epoch {loaded.epoch}) on "
+                  f"{report.count} test images of {loaded.dataset_name}: mIoU [bold]{report.miou:.2%}[/bold], "
+                  f"pixel accuracy {report.pixel_acc:.2%}, mean accuracy {report.mean_acc:.2%}, "
+                  f"fwIoU {report.fwiou:.2%}")
+    table = Table(title="per-class scores")
+    for column in ("class", "IoU", "accuracy", "pixels"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for i, name in enumerate(report.classes):
+        iou, acc = report.iou[name], report.acc[name]
+        table.add_row(name, "n/a" if iou != iou else f"{iou:.2%}", "n/a" if acc != acc else f"{acc:.2%}",
+                      f"{int(report.confusion[i].sum()):,}")
+    console.print(table)
+    console.print(f"per-class IoU: {png}\nfigures: {run_dir / 'eval.json'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from convatlas.train import load_run, predict
+
+    loaded = load_run(args.run_dir, args.which)
+    if loaded.task == "segmentation":
+        predictions = predict(loaded, args.images, crf=args.crf, out=args.out)
+        if args.json:
+            print(json.dumps([p.to_dict() for p in predictions], indent=2))
+            return 0
+        for p in predictions:
+            shares = ", ".join(f"{c} {f:.1%}" for c, f in p.fractions().items())
+            crf = (", after the CRF: " + ", ".join(f"{c} {f:.1%}" for c, f in p.fractions(True).items())
+                   if p.refined is not None else "")
+            print(f"{p.source}: {shares}{crf}" + (f" -> {p.figure}" if p.figure else ""))
+        return 0
+    if args.crf or args.out:
+        raise CliError(f"--crf and -o draw class maps of segmentation runs; {args.run_dir} is a {loaded.task} run")
+    predictions = predict(loaded, args.images, topk=args.topk)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return 0
@@ -180,7 +228,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", help="print this recipe's YAML")
     p.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("eval", help="evaluate a run: top-1, top-5, per-class accuracy, confusion matrix")
+    p = sub.add_parser("eval", help="evaluate a run: top-1, top-5, per-class accuracy, confusion matrix "
+                                    "(segmentation: mIoU, pixel and mean accuracy, fwIoU, per-class IoU)")
     p.add_argument("run_dir")
     p.add_argument("--which", default="best", help="checkpoint: best, last or a path (default: best)")
     p.add_argument("--data", help="evaluate on this dataset's test split instead of the run's")
@@ -189,10 +238,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
+    p = sub.add_parser("predict", help="top-k classes of image files with a trained run (segmentation: class maps)")
     p.add_argument("run_dir")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("-o", "--out", metavar="FIGURE", help="segmentation: draw image and prediction into this "
+                                                          ".png/.svg/.pdf (numbered per image when several)")
+    p.add_argument("--crf", action="store_true", help="segmentation: refine the prediction with the dense CRF")
     p.add_argument("--which", default="best", help="checkpoint: best, last or a path (default: best)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)

@@ -34,7 +34,7 @@ def _rf_text(rf: tuple[float, ...] | None) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    names = list_models(args.pattern, family=args.family)
+    names = list_models(args.pattern, family=args.family, task=args.task)
     if args.format == "names":
         print("\n".join(names))
         return 0
@@ -51,7 +51,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         card = model_card(name)
         m = measured.get(name)
         rows.append({
-            "name": name, "family": card.family, "year": card.year,
+            "name": name, "task": card.task, "family": card.family, "year": card.year,
             "input": "x".join(map(str, card.input_size)),
             "params": m.params if m else None,
             "macs": m.macs if m else None,
@@ -59,6 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "published_params": card.params.value if card.params else None,
             "published_macs": card.macs.value if card.macs else None,
             "top1": card.top1.value if card.top1 else None,
+            "miou": card.miou.value if card.miou else None,
             "torchvision": card.torchvision,
             **({"error": errors[name]} if name in errors else {}),
         })
@@ -66,16 +67,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     source = "published" if args.published else "measured at the native input size"
-    table = Table(title=f"convatlas zoo: {len(rows)} networks (params, MACs {source}; top-1 published)")
-    for col in ("name", "family", "year", "input", "params", "MACs", "RF", "top-1 %"):
-        table.add_column(col, justify="right" if col in ("params", "MACs", "RF", "top-1 %", "year") else "left")
+    table = Table(title=f"convatlas zoo: {len(rows)} networks (params, MACs {source}; top-1 or mIoU published)")
+    for col in ("name", "family", "year", "input", "params", "MACs", "RF", "top-1 / mIoU %"):
+        table.add_column(col, justify="left" if col in ("name", "family", "input") else "right")
     for r in rows:
         params = r["published_params"] if args.published else r["params"]
         macs = r["published_macs"] if args.published else r["macs"]
         rf = "-" if args.published else _rf_text(tuple(r["receptive_field"]) if r["receptive_field"] else None)
         table.add_row(
             r["name"], r["family"], str(r["year"]), r["input"], _fmt_count(params), _fmt_count(macs), rf,
-            "-" if r["top1"] is None else f"{r['top1']:.1f}",
+            "-" if r["top1"] is None and r["miou"] is None else
+            f"{r['top1']:.1f}" if r["top1"] is not None else f"{r['miou']:.1f} mIoU",
         )
     Console(width=None if sys.stdout.isatty() else 120).print(table)
     return 0
@@ -134,6 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the registered networks")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern, e.g. 'resnet*'")
     p.add_argument("--family", help="only this family (e.g. resnet, vgg)")
+    p.add_argument("--task", choices=("classification", "segmentation", "detection"), help="only networks for this task")
     p.add_argument("--format", choices=("table", "json", "names"), default="table")
     p.add_argument("--published", action="store_true",
                    help="show the cards' published params/MACs instead of measuring (no tracing)")

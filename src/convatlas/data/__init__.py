@@ -4,6 +4,11 @@
 ``train``/``test`` image sets, class names, per-channel mean and std). ``"digits"``, the default,
 is embedded and works offline. :class:`BatchPipeline` augments whole batches on the training
 device; :class:`EpochBatches` says which examples each step (and each distributed rank) sees.
+
+Segmentation: ``load_segmentation(name_or_path)`` returns :class:`SegmentationSplits` (uint8
+images, uint8 class maps with 255 = ignore, optional instances); ``"digit-scenes"``, the
+default, is composed from the embedded digits (:func:`digit_scenes`). The one warp of images,
+masks and boxes lives in :mod:`convatlas.data.geometry`, with :class:`SegmentationPipeline`.
 """
 
 from convatlas.data.augment import AugmentConfig, BatchPipeline
@@ -20,7 +25,10 @@ from convatlas.data.datasets import (
     load_dataset,
     resize_images,
 )
+from convatlas.data.geometry import SegmentationAugment, SegmentationPipeline
 from convatlas.data.loader import EpochBatches
+from convatlas.data.masks import MaskSet, SegmentationSplits, list_segmentation_datasets, load_segmentation
+from convatlas.data.scenes import SceneConfig, digit_scenes, scene_stats
 
 __all__ = [
     "AugmentConfig",
@@ -30,11 +38,20 @@ __all__ = [
     "DatasetSplits",
     "EpochBatches",
     "ImageSet",
+    "MaskSet",
+    "SceneConfig",
+    "SegmentationAugment",
+    "SegmentationPipeline",
+    "SegmentationSplits",
     "UnknownDatasetError",
     "cache_dir",
     "data_dir",
     "dataset_info",
+    "digit_scenes",
     "list_datasets",
+    "list_segmentation_datasets",
     "load_dataset",
+    "load_segmentation",
     "resize_images",
+    "scene_stats",
 ]

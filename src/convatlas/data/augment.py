@@ -5,7 +5,9 @@ every random transform to the whole batch at once (one ``gather`` or one ``grid_
 call), instead of running per-image Python transforms in worker processes. Every random
 number comes from a :class:`torch.Generator` on the device (and one ``random.Random`` for the
 per-batch mixing coefficient), whose states are saved in checkpoints, so a resumed run sees
-exactly the augmentations an uninterrupted one would.
+exactly the augmentations an uninterrupted one would. Every warp samples through
+:func:`convatlas.data.geometry.warp_images`, the one warp, which also moves segmentation masks and
+boxes with their images.
 
 The transforms and where they come from:
 
@@ -41,6 +43,8 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from convatlas.data.geometry import warp_images
 
 __all__ = [
     "AugmentConfig",
@@ -113,13 +117,8 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) ->
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def _warp(x: torch.Tensor, theta: torch.Tensor, displacement: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample ``x`` through per-image affine maps ``theta`` (N, 2, 3) of normalised coordinates,
-    plus an optional (N, H, W, 2) ``displacement`` of the sampling points in the same units."""
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    if displacement is not None:
-        grid = grid + displacement.to(x.dtype)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+# Every warp samples through the one geometry module (masks and boxes move by the same maps there).
+_warp = warp_images
 
 
 def random_resized_crop(
@@ -142,7 +141,7 @@ def random_resized_crop(
     theta = torch.zeros(n, 2, 3, device=dev)
     theta[:, 0, 0], theta[:, 0, 2] = w, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
-    return _warp(x, theta)
+    return warp_images(x, theta)
 
 
 def _affine_theta(n: int, generator: torch.Generator, device: torch.device, degrees: float, translate: float,
@@ -222,7 +221,7 @@ def random_warp(
     else:
         theta = torch.eye(2, 3, device=x.device).expand(n, 2, 3)
     field = _elastic_field(n, h, w, generator, x.device, elastic_alpha, elastic_sigma) if elastic_alpha else None
-    return _warp(x, theta, field)
+    return warp_images(x, theta, field)
 
 
 def random_affine(

@@ -432,7 +432,8 @@ def _write_summary(run: _Run, status: str, final: dict[str, Any] | None) -> dict
     tested = {f"test_{k}": (final or last).get(f"test_{k}") for k in task.metric_names}
     trained = {k: v for k, v in last.items() if k.startswith("train_") and k != "train_seconds"}
     summary = {
-        "status": status, **run.summary_head, **tested, **trained,
+        "status": status, **run.summary_head, **tested, **{f"test_{k}": v for k, v in task.details().items()},
+        **trained,
         "primary_metric": f"test_{task.primary}",
         f"best_test_{task.primary}": state.best["value"] if state.best["epoch"] else None,
         "best_epoch": state.best["epoch"], "epochs": round(state.global_step / run.steps_per_epoch, 4),

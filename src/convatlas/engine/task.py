@@ -72,6 +72,11 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, env: Dist, batch_size: int, amp: bool) -> dict[str, float]:
         """The metrics of ``model`` (eval mode) on the test split, added up over the ranks."""
 
+    def details(self) -> dict[str, Any]:
+        """What the last :meth:`evaluate` found beyond its metrics (per-class scores...), for
+        ``summary.json`` as ``test_<name>``; plain JSON values."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Random state of this rank's augmentation (saved in checkpoints)."""
         return {}

@@ -1,9 +1,13 @@
 """Metrics as pure functions on tensors: nothing here trains, loads or draws.
 
 Classification: :func:`topk_correct`, :func:`confusion_matrix`, :func:`per_class_accuracy`.
-(Segmentation's mIoU family and detection's COCO/VOC mAP come with those tasks.)
+Segmentation: :func:`segmentation_scores` (mIoU, pixel and mean accuracy, frequency-weighted IoU,
+per-class IoU) from one confusion matrix (:func:`segmentation_confusion`,
+:func:`scores_from_confusion`). (Detection's COCO/VOC mAP comes with that task.)
 """
 
 from convatlas.metrics.classification import confusion_matrix, per_class_accuracy, topk_correct
+from convatlas.metrics.segmentation import scores_from_confusion, segmentation_confusion, segmentation_scores
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "topk_correct"]
+__all__ = ["confusion_matrix", "per_class_accuracy", "topk_correct", "scores_from_confusion",
+           "segmentation_confusion", "segmentation_scores"]

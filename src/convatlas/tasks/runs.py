@@ -30,7 +30,8 @@ __all__ = ["LoadedRun", "load_run"]
 class LoadedRun:
     """A trained network and what it needs: ``model`` (eval mode, CPU unless asked), ``config``
     (the run's config.yaml), ``classes``, ``in_channels`` (what the model takes), ``image_size``,
-    ``mean``/``std`` (per model channel, fractions of 255), ``dataset_name``."""
+    ``mean``/``std`` (per model channel, fractions of 255), ``dataset_name``, ``task`` (what the
+    network does) and, for segmentation, the masks' ``ignore_index``."""
 
     run_dir: Path
     model: nn.Module = field(repr=False)
@@ -45,6 +46,8 @@ class LoadedRun:
     epoch: int
     fit: str = "resize"
     summary: dict[str, Any] = field(default_factory=dict, repr=False)
+    task: str = "classification"
+    ignore_index: int | None = None  # segmentation: the mask value that marks unlabelled pixels
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, C, H, W)`` (grey or RGB, any size) -> normalised float input for the model:
@@ -96,4 +99,5 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", *, device: str | t
         in_channels=int(ckpt["in_channels"]), image_size=int(ckpt["image_size"]),
         mean=tuple(ckpt["mean"]), std=tuple(ckpt["std"]), dataset_name=str(ckpt["dataset"]),
         checkpoint=path, epoch=int(ckpt["epoch"]), fit=str(ckpt.get("fit", "resize")), summary=summary,
+        task=str(ckpt.get("task", "classification")), ignore_index=ckpt.get("ignore_index"),
     )

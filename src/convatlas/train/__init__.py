@@ -21,6 +21,9 @@ from typing import Any
 from convatlas.engine import CheckpointError, Schedule, save_checkpoint
 from convatlas.train.config import NO_DISTORTIONS, TrainConfig, list_recipes, load_recipe
 from convatlas.train.evaluate import EvalReport, LoadedRun, Prediction, evaluate, load_run, plot_confusion, predict
+from convatlas.train.segment import (
+    SegmentationPrediction, SegmentationReport, evaluate_segmentation, predict_segmentation,
+)
 from convatlas.train.compare import compare_models
 from convatlas.train.trainer import StepInfo, TrainingDiverged, TrainResult, load_checkpoint, resolve_config, train
 
@@ -37,6 +40,10 @@ __all__ = [
     "TrainingDiverged",
     "compare_models",
     "evaluate",
+    "evaluate_segmentation",
+    "predict_segmentation",
+    "SegmentationPrediction",
+    "SegmentationReport",
     "list_recipes",
     "load_checkpoint",
     "load_recipe",

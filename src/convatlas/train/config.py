@@ -24,6 +24,7 @@ import yaml
 
 from convatlas._checks import fraction, non_negative, non_negative_int, one_of, positive_int
 from convatlas.data.augment import AugmentConfig
+from convatlas.data.geometry import SegmentationAugment
 from convatlas.engine.config import LoopConfig, option
 
 __all__ = ["TrainConfig", "load_recipe", "list_recipes", "recipe_path", "RESUME_OVERRIDABLE", "NO_DISTORTIONS"]
@@ -41,7 +42,7 @@ NO_DISTORTIONS: dict[str, float] = {
 }
 
 # The keys that say what is trained on what; config.yaml lists them first.
-_WHAT = ("model", "variant_args", "data", "data_root", "image_size", "fit", "num_classes", "download")
+_WHAT = ("model", "variant_args", "data", "data_options", "data_root", "image_size", "fit", "num_classes", "download")
 
 
 @dataclass
@@ -53,7 +54,8 @@ class TrainConfig(LoopConfig):
     # what
     model: str = option("", "registered model name (`convatlas list`)")
     variant_args: dict = option({}, "the model's variant arguments, e.g. {depth: 56}")
-    data: str = option("digits", "dataset name (digits, sklearn_digits, mnist, fashion_mnist, cifar10, cifar100) or an ImageFolder path")
+    data: str = option("digits", "dataset name (classification: digits, sklearn_digits, mnist, fashion_mnist, cifar10, cifar100, or an ImageFolder path; segmentation: digit-scenes (its default), voc, or a VOC / images+masks folder)")
+    data_options: dict = option({}, "options of the dataset, e.g. for digit-scenes {size: 96, num_train: 2000, max_digits: 6}")
     data_root: str | None = option(None, "folder holding the dataset's files (default: the convatlas cache)")
     image_size: int | None = option(None, "resize images to this side (default: the data's own size, raised to the model's minimum)")
     fit: str = option("auto", "how images reach image_size: resize, pad (centre on black), or auto (pad when raised to the model's minimum, as LeNet-5's 28->32, else resize)", choices=("auto", "resize", "pad"))
@@ -76,6 +78,12 @@ class TrainConfig(LoopConfig):
     mixup_alpha: float = option(0.0, "mixup Beta(alpha, alpha); 0 = off")
     cutmix_alpha: float = option(0.0, "cutmix Beta(alpha, alpha); 0 = off")
     mix_prob: float = option(1.0, "probability that a batch is mixed (when mixup/cutmix is on)")
+    # segmentation (image and mask move together; affine_degrees, affine_translate and hflip apply too)
+    scale_range: list | None = option(None, "segmentation: random zoom range [low, high] of image and mask, e.g. [0.5, 2.0] (FCN/DeepLab photos)")
+    crop_size: int | None = option(None, "segmentation: random crop of this side after the zoom (default: the image size)")
+    brightness: float = option(0.0, "segmentation: random brightness change, x * U(1 - b, 1 + b), image only")
+    contrast: float = option(0.0, "segmentation: random contrast change around the mean grey, image only")
+    class_weights: list | None = option(None, "segmentation: one loss weight per class (default: all 1)")
     notes: str = option("", "free text: the recipe's source")
 
     def validate(self) -> None:
@@ -102,6 +110,13 @@ class TrainConfig(LoopConfig):
                 raise ValueError(f"rrc_scale must be [low, high] with 0 < low <= high <= 1, got {self.rrc_scale}")
         if not isinstance(self.variant_args, dict):
             raise ValueError(f"variant_args must be a mapping, got {self.variant_args!r}")
+        if not isinstance(self.data_options, dict):
+            raise ValueError(f"data_options must be a mapping, got {self.data_options!r}")
+        if self.class_weights is not None and any(not w >= 0 for w in self.class_weights):
+            raise ValueError(f"class_weights must be non-negative numbers, got {self.class_weights}")
+        if self.crop_size is not None:
+            positive_int("crop_size", self.crop_size)
+        self.segment_augment  # checks the segmentation keys (scale_range, brightness, contrast)
 
     @property
     def augment(self) -> AugmentConfig:
@@ -114,6 +129,16 @@ class TrainConfig(LoopConfig):
             elastic_sigma=self.elastic_sigma, mixup_alpha=self.mixup_alpha,
             cutmix_alpha=self.cutmix_alpha, mix_prob=self.mix_prob,
         )
+
+    @property
+    def segment_augment(self) -> SegmentationAugment:
+        """The joint image-and-mask augmentation of a segmentation run."""
+        scale = self.scale_range if self.scale_range else (1.0, 1.0)
+        if len(scale) != 2:
+            raise ValueError(f"scale_range must be [low, high], got {self.scale_range}")
+        return SegmentationAugment(scale=tuple(scale), crop_size=self.crop_size, translate=self.affine_translate,
+                                   degrees=self.affine_degrees, hflip=self.hflip, brightness=self.brightness,
+                                   contrast=self.contrast)
 
     def to_dict(self) -> dict[str, Any]:
         """Every key, those saying what is trained on what first."""

@@ -48,8 +48,13 @@ class EvalReport:
 def evaluate(run: str | os.PathLike | LoadedRun, *, which: str = "best", data: str | None = None,
              data_root: str | None = None, batch_size: int = 500, device: str | torch.device = "cpu") -> EvalReport:
     """Top-1/top-5, per-class accuracy and confusion matrix of a run on its test split
-    (or on the test split of ``data``, which must have the same classes)."""
+    (or on the test split of ``data``, which must have the same classes). A segmentation run gives
+    a :class:`~convatlas.train.segment.SegmentationReport` (mIoU, pixel accuracy, ...)."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
+    if loaded.task == "segmentation":
+        from convatlas.train.segment import evaluate_segmentation
+
+        return evaluate_segmentation(loaded, data=data, data_root=data_root, batch_size=min(batch_size, 32))
     config = loaded.config
     splits = load_dataset(data or config["data"], root=data_root if data else config.get("data_root"),
                           image_size=loaded.image_size, download=bool(config.get("download", True)), fit=loaded.fit)
@@ -110,13 +115,24 @@ class Prediction:
 
 @torch.no_grad()
 def predict(run: str | os.PathLike | LoadedRun, images: Sequence[str | os.PathLike] | torch.Tensor, *, topk: int = 5,
-            which: str = "best", device: str | torch.device = "cpu") -> list[Prediction]:
-    """Top-``topk`` classes with probabilities for image files (or a uint8 (N, C, H, W) tensor).
+            which: str = "best", device: str | torch.device = "cpu", crf: bool = False,
+            out: str | os.PathLike | None = None) -> list[Any]:
+    """Top-``topk`` classes with probabilities for image files (or a uint8 (N, C, H, W) tensor);
+    for a segmentation run, each image's class map
+    (:func:`~convatlas.train.segment.predict_segmentation`: ``crf`` refines it with the dense CRF,
+    ``out`` draws it over the image).
 
     Files are read in the model's channels (grey or RGB), brought to the run's image size as in
     training (resized and centre-cropped, or padded) and normalised as in training.
     """
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
+    if loaded.task == "segmentation":
+        from convatlas.train.segment import predict_segmentation
+
+        return predict_segmentation(loaded, images, crf=crf, out=out)
+    if crf or out is not None:
+        raise ValueError("crf and out draw class maps: they are for segmentation runs; "
+                         f"{loaded.run_dir} is a {loaded.task} run")
     if isinstance(images, torch.Tensor):
         batch, names = images, [f"image[{i}]" for i in range(len(images))]
     else:

@@ -27,10 +27,12 @@ from convatlas.engine.checkpoint import load_checkpoint as _read_checkpoint
 from convatlas.engine.distributed import broadcast
 from convatlas.registry import create_model, model_card
 from convatlas.tasks import ClassificationTask, prepare_data
+from convatlas.tasks.segmentation import SegmentationTask, prepare_segmentation_data
 from convatlas.train.config import RESUME_OVERRIDABLE, TrainConfig, load_recipe
 
 __all__ = ["train", "TrainResult", "TrainingDiverged", "StepInfo", "load_checkpoint", "resolve_config"]
 
+DEFAULT_SEGMENTATION_DATA = "digit-scenes"  # what a segmentation network trains on when no data is named
 NO_RECIPE = "none"  # recipe="none": the neutral defaults, even where the card names a recipe
 
 
@@ -78,7 +80,10 @@ def resolve_config(model: str | None = None, recipe: str | os.PathLike | None = 
     if recipe is None and values.get("model"):
         recipe = model_card(values["model"]).recipe  # unknown model: UnknownModelError with close names
     used = None if recipe is None or str(recipe) == NO_RECIPE else recipe
-    cfg = TrainConfig.from_dict({**(load_recipe(used) if used is not None else {}), **values})
+    merged = {**(load_recipe(used) if used is not None else {}), **values}
+    if "data" not in merged and merged.get("model") and model_card(merged["model"]).task == "segmentation":
+        merged["data"] = DEFAULT_SEGMENTATION_DATA
+    cfg = TrainConfig.from_dict(merged)
     if not cfg.model:
         raise ValueError("no model given: name one (e.g. train('lenet5'), `convatlas train lenet5`); "
                          "`convatlas list` shows them all")
@@ -151,19 +156,68 @@ def _aux_weight(cfg: TrainConfig) -> float | None:
     return cfg.aux_weight if cfg.aux_weight is not None else card.aux_weight
 
 
-def _train(cfg: TrainConfig, used_recipe: str | None, env: Dist, out: Any, checkpoint: dict[str, Any] | None,
-           resume_dir: Path | None, on_step: Callable[[StepInfo], None] | None, start: float) -> TrainResult:
-    rt = runtime(cfg, env)
-    # --- everything a user can get wrong is checked before anything is written
-    card = model_card(cfg.model)
+@dataclass
+class _Prepared:
+    """A task with its data, and what the run files say about that data."""
+
+    task: Any
+    cfg: TrainConfig
+    num_classes: int
+    classes: list[str]
+    facts: dict[str, Any]  # describe()'s data fields: channels, image size, statistics, dataset
+    train_count: int
+    test_count: int
+    shape: str  # "1x32x32", for the opening line
+    notes: list[str]
+
+
+def _prepare_classification(card: Any, cfg: TrainConfig) -> _Prepared:
+    if cfg.data_options:
+        raise ValueError(f"data_options ({cfg.data_options}) are options of segmentation datasets (digit-scenes); "
+                         f"{card.name} is a classification network")
     data = prepare_data(card.name, cfg.variant_args, cfg.data, root=cfg.data_root, image_size=cfg.image_size,
                         fit=cfg.fit, num_classes=cfg.num_classes, download=cfg.download)
     splits, num_classes, image_size = data.splits, data.splits.num_classes, data.image_size
     cfg = cfg.replace(model=card.name, num_classes=num_classes, fit=data.fit,
                       image_size=image_size if splits.image_size[0] == splits.image_size[1] else cfg.image_size)
     task = ClassificationTask(data, cfg.augment, label_smoothing=cfg.label_smoothing, aux_weight=_aux_weight(cfg))
+    facts = {"in_channels": data.channels, "data_channels": splits.in_channels, "image_size": image_size,
+             "fit": data.fit, "mean": list(data.mean), "std": list(data.std), "dataset": splits.name}
+    return _Prepared(task, cfg, num_classes, list(splits.classes), facts, len(splits.train), len(splits.test),
+                     f"{data.channels}x{image_size}x{image_size}", data.notes)
+
+
+def _prepare_segmentation(card: Any, cfg: TrainConfig) -> _Prepared:
+    data = prepare_segmentation_data(card.name, cfg.variant_args, cfg.data, root=cfg.data_root,
+                                     image_size=cfg.image_size, num_classes=cfg.num_classes, download=cfg.download,
+                                     options=cfg.data_options)
+    splits = data.splits
+    num_classes = len(splits.classes)
+    h, w = data.image_size
+    cfg = cfg.replace(model=card.name, num_classes=num_classes, image_size=h if h == w else cfg.image_size)
+    task = SegmentationTask(data, cfg.segment_augment, class_weights=cfg.class_weights, aux_weight=_aux_weight(cfg))
+    facts = {"in_channels": data.channels, "data_channels": int(splits.train.images.shape[1]), "image_size": h,
+             "image_shape": [h, w], "mean": list(data.mean), "std": list(data.std), "dataset": splits.name,
+             "ignore_index": splits.ignore_index}
+    return _Prepared(task, cfg, num_classes, list(splits.classes), facts, len(splits.train.images),
+                     len(splits.test.images), f"{data.channels}x{h}x{w}", data.notes)
+
+
+_PREPARE = {"classification": _prepare_classification, "segmentation": _prepare_segmentation}
+
+
+def _train(cfg: TrainConfig, used_recipe: str | None, env: Dist, out: Any, checkpoint: dict[str, Any] | None,
+           resume_dir: Path | None, on_step: Callable[[StepInfo], None] | None, start: float) -> TrainResult:
+    rt = runtime(cfg, env)
+    # --- everything a user can get wrong is checked before anything is written
+    card = model_card(cfg.model)
+    if card.task not in _PREPARE:
+        raise NotImplementedError(f"{card.name} is a {card.task} network; training {card.task} networks is not "
+                                  f"built yet (tasks: {', '.join(_PREPARE)})")
+    prep = _PREPARE[card.task](card, cfg)
+    cfg, task, num_classes = prep.cfg, prep.task, prep.num_classes
     if checkpoint is not None and (checkpoint["num_classes"] != num_classes or
-                                   list(checkpoint["classes"]) != list(splits.classes)):
+                                   list(checkpoint["classes"]) != prep.classes):
         raise CheckpointError(f"the checkpoint's classes ({checkpoint['num_classes']}) do not match the dataset's "
                               f"({num_classes}); was the dataset changed?")
     _seed_everything(cfg.seed)
@@ -177,25 +231,23 @@ def _train(cfg: TrainConfig, used_recipe: str | None, env: Dist, out: Any, check
     params = sum(p.numel() for p in net.parameters())
 
     run_dir = resume_dir or Path(broadcast(str(rundir.new_run_dir(out, cfg.model, cfg.data)) if env.main else None, env))
-    describe = {
-        "task": task.name, "model_name": cfg.model, "variant_args": dict(cfg.variant_args), "num_classes": num_classes,
-        "in_channels": data.channels, "data_channels": splits.in_channels, "image_size": image_size, "fit": data.fit,
-        "classes": list(splits.classes), "mean": list(data.mean), "std": list(data.std), "dataset": splits.name,
-        "config": cfg.to_dict(),
-    }
+    dataset = prep.facts["dataset"]
+    describe = {"task": task.name, "model_name": cfg.model, "variant_args": dict(cfg.variant_args),
+                "num_classes": num_classes, **prep.facts, "classes": prep.classes, "config": cfg.to_dict()}
     derived = {k: describe[k] for k in ("task", "classes", "in_channels", "data_channels", "mean", "std", "dataset")}
     derived.update(recipe=used_recipe if resume_dir is None else (checkpoint.get("recipe") if checkpoint else None),
-                   params=params, train_images=len(splits.train), test_images=len(splits.test),
+                   params=params, train_images=prep.train_count, test_images=prep.test_count,
                    world_size=env.world_size, device=str(rt.device), amp_bf16=rt.amp, channels_last=rt.channels_last,
-                   torch=str(torch.__version__), notes=data.notes)
+                   torch=str(torch.__version__), notes=prep.notes)
     describe["recipe"] = derived["recipe"]
-    head = {"model": cfg.model, "variant_args": dict(cfg.variant_args), "dataset": splits.name,
-            "num_classes": num_classes, "image_size": image_size, "params": params, "recipe": derived["recipe"]}
-    intro = [f"note: {note}" for note in data.notes]
-    intro.append(f"training {cfg.model} ({params:,} parameters) on {splits.name} ({len(splits.train)} train / "
-                 f"{len(splits.test)} test, {data.channels}x{image_size}x{image_size})"
+    head = {"task": task.name, "model": cfg.model, "variant_args": dict(cfg.variant_args), "dataset": dataset,
+            "num_classes": num_classes, "image_size": prep.facts["image_size"], "params": params,
+            "recipe": derived["recipe"]}
+    intro = [f"note: {note}" for note in prep.notes]
+    intro.append(f"training {cfg.model} ({params:,} parameters) on {dataset} ({prep.train_count} train / "
+                 f"{prep.test_count} test, {prep.shape})"
                  + (f" with recipe {derived['recipe']}" if derived["recipe"] else ""))
     result = fit(net, task, cfg.loop_config(), run_dir, env, rt, describe=describe, summary_head=head,
-                 record={**cfg.to_dict(), "derived": derived}, title=f"{cfg.model} on {splits.name}",
+                 record={**cfg.to_dict(), "derived": derived}, title=f"{cfg.model} on {dataset}",
                  intro=tuple(intro), checkpoint=checkpoint, on_step=on_step, start=start)
     return TrainResult(result.run_dir, result.summary, result.history, result.model, cfg)

@@ -1,0 +1,161 @@
+"""Using a finished segmentation run: its scores on the test split, and class maps of new images.
+
+``evaluate_segmentation(run)`` scores the run's network on its test split (one confusion matrix
+over every pixel: mIoU, pixel and mean accuracy, frequency-weighted IoU, per-class IoU);
+``predict_segmentation(run, images)`` gives each image's class map (optionally refined by the
+dense CRF, :func:`convatlas.segmentation.crf.dense_crf`) and can draw it over the image.
+:func:`convatlas.train.evaluate` and :func:`convatlas.train.predict` call these for segmentation
+runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convatlas.data.formats import read_image
+from convatlas.data.geometry import SegmentationPipeline
+from convatlas.data.masks import load_segmentation
+from convatlas.tasks import LoadedRun, load_run
+from convatlas.tasks.segmentation import evaluate_segmenter
+
+__all__ = ["SegmentationReport", "evaluate_segmentation", "SegmentationPrediction", "predict_segmentation"]
+
+
+@dataclass
+class SegmentationReport:
+    """Scores of a segmentation network on a test split (fractions) and the confusion matrix
+    (rows: true class, columns: predicted; pixels)."""
+
+    miou: float
+    pixel_acc: float
+    mean_acc: float
+    fwiou: float
+    loss: float
+    count: int
+    classes: list[str]
+    iou: dict[str, float]
+    acc: dict[str, float]
+    confusion: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"miou": self.miou, "pixel_acc": self.pixel_acc, "mean_acc": self.mean_acc, "fwiou": self.fwiou,
+                "loss": self.loss, "count": self.count, "classes": self.classes, "iou": self.iou, "acc": self.acc,
+                "confusion": self.confusion.tolist()}
+
+
+def _pipeline(loaded: LoadedRun) -> SegmentationPipeline:
+    return SegmentationPipeline(mean=loaded.mean, std=loaded.std, channels=loaded.in_channels,
+                                device=next(loaded.model.parameters()).device)
+
+
+def evaluate_segmentation(run: str | os.PathLike | LoadedRun, *, which: str = "best", data: str | None = None,
+                          data_root: str | None = None, batch_size: int = 32,
+                          device: str | torch.device = "cpu") -> SegmentationReport:
+    """mIoU, pixel accuracy, mean accuracy, fwIoU and per-class IoU of a segmentation run on its
+    test split (or that of ``data``, which must have the same classes)."""
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
+    config = loaded.config
+    splits = load_segmentation(data or config["data"], root=data_root if data else config.get("data_root"),
+                               image_size=config.get("image_size"), download=bool(config.get("download", True)),
+                               **(config.get("data_options") or {} if not data else {}))
+    if list(splits.classes) != list(loaded.classes):
+        raise ValueError(f"dataset {splits.name!r} has classes {splits.classes[:5]}..., the run was trained on "
+                         f"{loaded.classes[:5]}...; evaluate on data with the same classes")
+    result = evaluate_segmenter(loaded.model, _pipeline(loaded), splits.test.images, splits.test.masks,
+                                len(loaded.classes), ignore_index=splits.ignore_index, batch_size=batch_size)
+    names = list(loaded.classes)
+    return SegmentationReport(result["miou"], result["pixel_acc"], result["mean_acc"], result["fwiou"],
+                              result["loss"], len(splits.test.images), names, dict(zip(names, result["iou"])),
+                              dict(zip(names, result["acc"])), result["confusion"].numpy())
+
+
+@dataclass
+class SegmentationPrediction:
+    """One image's class map (H, W) at the image's own size, its per-class pixel fractions and,
+    when the CRF ran, the refined map."""
+
+    source: str
+    mask: np.ndarray = field(repr=False)
+    classes: list[str] = field(repr=False)
+    refined: np.ndarray | None = field(default=None, repr=False)
+    figure: Path | None = None
+
+    def fractions(self, refined: bool = False) -> dict[str, float]:
+        m = self.refined if refined and self.refined is not None else self.mask
+        counts = np.bincount(m.reshape(-1), minlength=len(self.classes))
+        return {c: round(float(n) / m.size, 6) for c, n in zip(self.classes, counts) if n}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"image": self.source, "size": list(self.mask.shape), "classes": self.fractions()}
+        if self.refined is not None:
+            out["classes_crf"] = self.fractions(refined=True)
+        if self.figure is not None:
+            out["figure"] = str(self.figure)
+        return out
+
+
+def _read_images(loaded: LoadedRun, images: Sequence[str | os.PathLike] | torch.Tensor) -> tuple[list[torch.Tensor], list[str]]:
+    if isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        return list(images), [f"image[{i}]" for i in range(len(images))]
+    if not images:
+        raise ValueError("predict needs at least one image")
+    arrays, names = [], []
+    for item in images:
+        path = Path(item)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        arrays.append(torch.from_numpy(read_image(path, None)))
+        names.append(str(path))
+    return arrays, names
+
+
+def _figure_path(out: str | os.PathLike, index: int, count: int) -> Path:
+    path = Path(out)
+    return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+@torch.no_grad()
+def predict_segmentation(run: str | os.PathLike | LoadedRun, images: Sequence[str | os.PathLike] | torch.Tensor, *,
+                         crf: bool = False, out: str | os.PathLike | None = None, which: str = "best",
+                         device: str | torch.device = "cpu") -> list[SegmentationPrediction]:
+    """The class map of each image (files, any size, or a uint8 (N, C, H, W) tensor).
+
+    Each image is fed at its own size (the networks are fully convolutional) with the run's
+    normalisation; ``crf=True`` refines the probabilities with the dense CRF (the image must be
+    RGB; a grey image is repeated to three channels for it). ``out`` (a .png/.svg/.pdf path; one
+    file per image, numbered when there are several) draws the image, the prediction overlaid and
+    the CRF's refinement.
+    """
+    from convatlas.viz.segmentation import save_segmentation_figure
+
+    loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
+    pipeline = _pipeline(loaded)
+    arrays, names = _read_images(loaded, images)
+    results = []
+    for i, (image, name) in enumerate(zip(arrays, names)):
+        logits = loaded.model(pipeline.eval_input(image[None]))
+        if logits.shape[-2:] != image.shape[-2:]:  # a valid-convolution U-Net: scale back to the image
+            logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        probs = F.softmax(logits.float(), dim=1)[0]
+        mask = probs.argmax(0).cpu().numpy().astype(np.int64)
+        refined = None
+        if crf:
+            from convatlas.segmentation.crf import dense_crf
+
+            rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+            refined = dense_crf(rgb.cpu(), probs.cpu()).argmax(0).numpy().astype(np.int64)
+        figure = None
+        if out is not None:
+            figure = save_segmentation_figure(_figure_path(out, i, len(arrays)), image.cpu(), mask, loaded.classes,
+                                              refined=refined, title=f"{loaded.config.get('model')}: {Path(name).name}")
+        results.append(SegmentationPrediction(name, mask, list(loaded.classes), refined, figure))
+    return results

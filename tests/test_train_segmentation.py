@@ -1,0 +1,123 @@
+"""Segmentation through the front door: train, resume, evaluate and predict a segmentation run
+exactly as a classification one, with metrics equal to torchmetrics'."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import convatlas
+from convatlas.train import evaluate, load_run, predict, train
+
+# Small scenes so each run takes seconds: 32x32 canvases with 1-2 digits of 10-20 pixels.
+SCENES = {"size": 32, "num_train": 96, "num_test": 32, "max_digits": 2, "digit_size": [10, 20]}
+FAST = dict(data_options=SCENES, epochs=2, batch_size=16, quiet=True, threads=1, recipe="none")
+MODEL = "unet_mini"
+
+
+def _state(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+
+
+def test_a_segmentation_run_writes_its_scores_and_they_equal_torchmetrics(tmp_path):
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_jaccard_index
+
+    result = train(MODEL, out=tmp_path / "run", **FAST)
+    s = result.summary
+    assert s["task"] == "segmentation" and s["primary_metric"] == "test_miou" and s["dataset"] == "digit-scenes"
+    for key in ("test_miou", "test_pixel_acc", "test_mean_acc", "test_fwiou"):
+        assert 0 <= s[key] <= 1, key
+    assert set(s["test_iou"]) == {"background", *map(str, range(10))}
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "data: digit-scenes" in config  # a segmentation network's default data
+
+    # the run's own scores, recomputed from its network's predictions with torchmetrics
+    loaded = load_run(tmp_path / "run", "last")
+    assert loaded.task == "segmentation" and loaded.classes[0] == "background"
+    from convatlas.data.masks import load_segmentation
+
+    test = load_segmentation("digit-scenes", **SCENES).test
+    with torch.no_grad():
+        logits = loaded.model(loaded.preprocess(test.images))
+    pred, target = logits.argmax(1), test.masks.long()
+    tm = dict(num_classes=11, ignore_index=255)
+    assert s["test_miou"] == pytest.approx(float(multiclass_jaccard_index(pred, target, average="macro", **tm)), abs=1e-6)
+    assert s["test_fwiou"] == pytest.approx(float(multiclass_jaccard_index(pred, target, average="weighted", **tm)), abs=1e-6)
+    assert s["test_pixel_acc"] == pytest.approx(float(multiclass_accuracy(pred, target, average="micro", **tm)), abs=1e-6)
+
+    report = evaluate(tmp_path / "run", which="last")
+    assert report.miou == pytest.approx(s["test_miou"]) and report.count == SCENES["num_test"]
+
+
+def test_ctrl_c_and_resume_are_exact_for_segmentation(tmp_path):
+    settings = dict(FAST, epochs=3, scale_range=[0.8, 1.2], affine_degrees=5.0, brightness=0.2)
+    straight = train(MODEL, out=tmp_path / "straight", **settings)
+
+    def press_ctrl_c(info):
+        if info.global_step == 9:  # in epoch 2 (6 steps an epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(MODEL, out=tmp_path / "cut", on_step=press_ctrl_c, **settings)
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["status"] == "interrupted"
+    resumed = train(MODEL, resume=tmp_path / "cut", quiet=True)
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "cut")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert resumed.summary["test_miou"] == straight.summary["test_miou"]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
+
+
+def test_predict_draws_class_maps_and_the_cli_evaluates(tmp_path, capsys):
+    from PIL import Image
+
+    from convatlas.cli import main
+    from convatlas.data.masks import load_segmentation
+
+    train(MODEL, out=tmp_path / "run", **dict(FAST, epochs=1))
+    image = load_segmentation("digit-scenes", **SCENES).test.images[0, 0].numpy()
+    Image.fromarray(np.pad(image, ((0, 7), (0, 3)))).save(tmp_path / "scene.png")  # any size: 39x35
+    predictions = predict(tmp_path / "run", [tmp_path / "scene.png"], out=tmp_path / "overlay.png")
+    assert predictions[0].mask.shape == (39, 35) and predictions[0].figure.is_file()
+    assert sum(predictions[0].fractions().values()) == pytest.approx(1.0)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"miou", "pixel_acc", "mean_acc", "fwiou", "iou", "confusion"}
+    assert (tmp_path / "run" / "class_iou.png").is_file()
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "scene.png"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["size"] == [39, 35]
+
+
+def test_segmentation_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="num_classes=5 differs from the 11 classes"):
+        train(MODEL, num_classes=5, out=tmp_path / "a", **FAST)
+    with pytest.raises(ValueError, match="classification network"):
+        train("lenet5", data="digit-scenes", data_options=SCENES, quiet=True, out=tmp_path / "b")
+    with pytest.raises(ValueError, match="segmentation network"):
+        train(MODEL, data="digits", quiet=True, out=tmp_path / "c")
+    with pytest.raises(ValueError, match="class_weights needs one weight per class"):
+        train(MODEL, class_weights=[1.0, 2.0], out=tmp_path / "d", **FAST)
+    with pytest.raises(ValueError, match="scale must be"):
+        train(MODEL, scale_range=[2.0, 1.0], out=tmp_path / "e", **FAST)
+    assert not any((tmp_path / n).exists() for n in "abcde")  # nothing was written
+
+
+@pytest.mark.slow
+def test_unet_mini_learns_well_above_the_all_background_baseline(tmp_path):
+    """A few epochs on 600 scenes: mIoU far above what predicting background everywhere scores
+    (its IoU is the background's pixel share over 11 classes, about 0.085)."""
+    options = {"num_train": 600, "num_test": 200}
+    result = train(MODEL, out=tmp_path / "run", data_options=options, epochs=6, quiet=True)
+    from convatlas.data.masks import load_segmentation
+    from convatlas.metrics import segmentation_scores
+
+    test = load_segmentation("digit-scenes", **options).test
+    baseline = segmentation_scores(torch.zeros_like(test.masks), test.masks, 11)["miou"]
+    assert baseline < 0.1
+    assert result.summary["test_miou"] > baseline + 0.3
