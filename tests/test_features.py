@@ -232,3 +232,26 @@ def test_lenet5_maps_are_the_squashed_layers(small_models):
         assert torch.equal(maps["C1"], c1)
         assert torch.equal(maps["S2"], f(model.s2(c1)))
     assert [m.shape[-1] for m in maps.values()] == [28, 14, 10, 5, 1]
+
+
+def test_an_extractor_over_a_network_that_holds_an_extractor_stops_only_its_own_pass():
+    """A head on a backbone extractor, itself wrapped in an extractor that stops at the same
+    module: each extractor's stop ends only its own forward pass."""
+    from convatlas.models import FeatureExtractor
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = FeatureExtractor(convatlas.create_model("resnet_mini"), stages=["layer2", "layer3"])
+            self.score = nn.Conv2d(self.backbone.out_channels, 3, 1)
+            self.feature_info = [FeatureInfo("layer3", "backbone.model.layer3", self.backbone.out_channels, 0)]
+
+        def forward(self, x):
+            return self.score(self.backbone(x)["layer3"])
+
+    head = Head()
+    x = torch.randn(2, 1, 32, 32)
+    inner = head.backbone(x)
+    outer = FeatureExtractor(head)(x)
+    assert torch.equal(outer["layer3"], inner["layer3"])
+    assert head(x).shape[:2] == (2, 3)  # the inner extractor still completes inside the head

@@ -78,6 +78,7 @@ _DATASET_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
     "voc": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # VOC networks start from ImageNet backbones
+    "digit-scenes": ((0.0643,), (0.2122,)),  # the 4,000 default training scenes (mostly black canvas)
 }
 _CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -18,6 +18,7 @@ from convatlas.layers.special import (
     separate_kernel,
 )
 from convatlas.layers.unpool import BedOfNailsUnpool2d, MaxUnpool2d, NearestUnpool2d
+from convatlas.layers.upsample import UPSAMPLE_KINDS, Upsample2x, make_upsample
 
 __all__ = [
     "BedOfNailsUnpool2d",
@@ -33,7 +34,10 @@ __all__ = [
     "SqueezeExcitation",
     "StochasticDepth",
     "TransposedConv2d",
+    "UPSAMPLE_KINDS",
+    "Upsample2x",
     "bilinear_kernel",
     "make_divisible",
+    "make_upsample",
     "separate_kernel",
 ]

@@ -107,7 +107,9 @@ class MaxUnpool2d(nn.Module):
         else:
             out_h, out_w = tuple(output_size)[-2:]
         flat_switches = switches.reshape(n, c, h * w)
-        if flat_switches.numel() and (int(flat_switches.min()) < 0 or int(flat_switches.max()) >= out_h * out_w):
+        # (on the meta device there are no values to check: shapes only)
+        if flat_switches.numel() and not flat_switches.is_meta and (
+                int(flat_switches.min()) < 0 or int(flat_switches.max()) >= out_h * out_w):
             raise ValueError(
                 f"switches must index an output of {out_h}×{out_w} (0 … {out_h * out_w - 1}), got "
                 f"{int(flat_switches.min())} … {int(flat_switches.max())}; pass the pooling input's size as output_size"

@@ -63,7 +63,13 @@ def feature_info(model: nn.Module) -> list[FeatureInfo]:
 
 
 class _StopForward(Exception):
-    """Raised by the hook on the last requested stage, so the rest of the network does not run."""
+    """Raised by the hook on the last requested stage, so the rest of the network does not run.
+    It names the extractor that raised it: an extractor over a network that holds another one
+    (a segmentation head on a backbone) lets the other's pass through."""
+
+    def __init__(self, owner: nn.Module) -> None:
+        super().__init__()
+        self.owner = owner
 
 
 class FeatureExtractor(nn.Module):
@@ -111,7 +117,7 @@ class FeatureExtractor(nn.Module):
                     raise RuntimeError(f"the module of stage {stage!r} ran twice in one forward pass")
                 features[stage] = output
                 if stage == last:
-                    raise _StopForward
+                    raise _StopForward(self)
 
             return hook
 
@@ -119,8 +125,9 @@ class FeatureExtractor(nn.Module):
                    for info in self.feature_info]
         try:
             self.model(x)
-        except _StopForward:
-            pass
+        except _StopForward as stop:
+            if stop.owner is not self:
+                raise
         finally:
             for handle in handles:
                 handle.remove()
