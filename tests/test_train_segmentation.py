@@ -110,14 +110,16 @@ def test_segmentation_bad_inputs_are_clear_errors(tmp_path):
 
 @pytest.mark.slow
 def test_unet_mini_learns_well_above_the_all_background_baseline(tmp_path):
-    """A few epochs on 600 scenes: mIoU far above what predicting background everywhere scores
-    (its IoU is the background's pixel share over 11 classes, about 0.085)."""
-    options = {"num_train": 600, "num_test": 200}
-    result = train(MODEL, out=tmp_path / "run", data_options=options, epochs=6, quiet=True)
+    """940 steps on 1,500 small scenes (32x32, one or two digits) with the card's recipe: mIoU
+    far above what predicting background everywhere scores (the background's IoU, its pixel
+    share, over 11 classes: about 0.09)."""
+    options = {"size": 32, "num_train": 1500, "num_test": 300, "max_digits": 2, "digit_size": [12, 24]}
+    result = train(MODEL, out=tmp_path / "run", data_options=options, epochs=10, quiet=True)
     from convatlas.data.masks import load_segmentation
     from convatlas.metrics import segmentation_scores
 
     test = load_segmentation("digit-scenes", **options).test
     baseline = segmentation_scores(torch.zeros_like(test.masks), test.masks, 11)["miou"]
     assert baseline < 0.1
-    assert result.summary["test_miou"] > baseline + 0.3
+    assert result.summary["recipe"] == "digit_scenes"
+    assert result.summary["test_miou"] > baseline + 0.2

@@ -124,6 +124,7 @@ _NOTES_CARD = dict(
     arxiv="1411.4038",
     input_size=(1, 64, 64),
     dataset="digit-scenes",
+    recipe="digit_scenes",
     num_classes=11,
     task="segmentation",
 )

@@ -177,6 +177,7 @@ MINI_BLOCKS = ([16, 16], [32, 32], [64, 64], [64, 64])
     arxiv="1505.04366",
     input_size=(1, 64, 64),
     dataset="digit-scenes",
+    recipe="digit_scenes",
     num_classes=11,
     idea=_IDEA,
     params=Published(574_395, "hand count, tests/test_segmentation_encdec.py"),

@@ -320,6 +320,7 @@ def deeplab_v2(*, num_classes: int = 21, rates: Sequence[int] = (6, 12, 18, 24))
     arxiv="1606.00915",
     input_size=(1, 64, 64),
     dataset="digit-scenes",
+    recipe="digit_scenes",
     num_classes=11,
     params=Published(159_948, (
         "exact count here: convs (1*9+1)*16 + (16*9+1)*32 + (32*9+1)*64 + (64*9+1)*64 = 60,224 + BN "

@@ -593,6 +593,7 @@ def fcn_resnet101(*, num_classes: int = 21, aux: bool = False) -> TorchvisionFCN
     name="fcn8s_mini",
     input_size=(1, 64, 64),
     dataset="digit-scenes",
+    recipe="digit_scenes",
     num_classes=11,
     params=Published(268_897, (
         "exact count here: encoder convs (1*9+1)*16 + (16*9+1)*32 + (32*9+1)*64 + (64*9+1)*64 + "

@@ -157,6 +157,7 @@ MINI_BLOCKS = ([16, 16], [32, 32], [64, 64], [128, 128])
     arxiv="1511.00561",
     input_size=(1, 64, 64),
     dataset="digit-scenes",
+    recipe="digit_scenes",
     num_classes=11,
     idea=_IDEA,
     params=Published(589_451, "hand count, tests/test_segmentation_encdec.py"),

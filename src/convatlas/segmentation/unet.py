@@ -231,6 +231,7 @@ MINI_WIDTHS = (16, 32, 64, 128)
     arxiv="1505.04597",
     input_size=(1, 64, 64),
     dataset="digit-scenes",
+    recipe="digit_scenes",
     num_classes=11,
     idea=_IDEA,
     params=Published(482_619, "hand count, tests/test_segmentation_encdec.py"),
