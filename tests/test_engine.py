@@ -183,6 +183,27 @@ def test_auto_threads_time_again_when_the_load_changes(restore_threads):
     assert resumed.source == "resumed" and torch.get_num_threads() == 2 and resumed.picker is None
 
 
+def test_auto_threads_check_their_choice_again_after_recheck_steps(restore_threads):
+    """A first timing misled by a passing load (one thread looked faster) is corrected by the
+    periodic check, though the steps at the wrong count never change speed."""
+    auto = AutoThreads([1, 2], window=20, recheck=100)
+
+    def steps(seconds: dict[int, float], count: int) -> None:
+        for _ in range(count):
+            auto.before_step()
+            auto.after_step(seconds[torch.get_num_threads()])
+
+    steps({1: 0.010, 2: 0.030}, 6)  # misled: another job held a core during the first steps
+    assert auto.chosen == 1
+    steps({1: 0.010, 2: 0.006}, 99)  # steady at one thread: no window notices anything
+    assert auto.chosen == 1 and auto.picker is None and auto.retimed == 0
+    steps({1: 0.010, 2: 0.006}, 1)  # the 100th step after the choice: time again
+    assert auto.rechecked == 1 and auto.picker is not None
+    steps({1: 0.010, 2: 0.006}, 6)
+    assert auto.chosen == 2 and torch.get_num_threads() == 2
+    assert auto.record()["rechecked"] == 1 and auto.record()["retimed"] == 0
+
+
 def test_thread_candidates():
     assert thread_candidates(1) == [1]
     assert thread_candidates(2) == [1, 2]

@@ -163,20 +163,27 @@ class AutoThreads:
     Start it with ``chosen`` (a resumed run's count) or without (time the candidates now). The
     loop calls :meth:`before_step` / :meth:`after_step` around every step and :meth:`end_epoch`
     after each epoch; :meth:`record` says what was chosen and how. After a choice, the median
-    step time of each ``window`` of steps is compared with the first window's.
+    step time of each ``window`` of steps is compared with the first window's (a change of load
+    starts a new timing), and every ``recheck`` steps the candidates are timed again anyway: a
+    first timing that a passing load misled (it picked one thread where two run 1.5x faster, and
+    the steps at one thread stay steady, so no window notices) is corrected within that many steps,
+    for about a dozen steps at the other counts.
     """
 
     candidates: list[int]
     chosen: int | None = None
     tolerance: float = 1.5
     window: int = 20
+    recheck: int = 500
     source: str = "probed"
     picker: ThreadPicker | None = None
     reference: float | None = None  # median seconds per step of the first window after a choice
     retimed: int = 0
+    rechecked: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     timing_seconds: float = 0.0  # what choosing cost, beyond running those steps at the chosen count
     _recent: list[float] = field(default_factory=list)
+    _since_choice: int = 0
 
     def __post_init__(self) -> None:
         if self.chosen is None:
@@ -187,6 +194,8 @@ class AutoThreads:
 
     def _start_timing(self) -> None:
         self.picker = ThreadPicker(self.candidates)
+        self._recent.clear()
+        self._since_choice = 0
         self._settle()
 
     def _settle(self) -> None:
@@ -208,6 +217,11 @@ class AutoThreads:
             self._settle()
             return True
         self._recent.append(seconds)
+        self._since_choice += 1
+        if self._since_choice >= self.recheck:
+            self.rechecked += 1
+            self._start_timing()
+            return True
         if len(self._recent) < self.window:
             return False
         now = statistics.median(self._recent)
@@ -228,4 +242,4 @@ class AutoThreads:
 
     def record(self) -> dict[str, object]:
         return {"threads": self.chosen, "source": self.source, "timed_ms_per_step": self.timings,
-                "retimed": self.retimed, "thread_timing_cost_seconds": round(self.timing_seconds, 3)}
+                "retimed": self.retimed, "rechecked": self.rechecked, "thread_timing_cost_seconds": round(self.timing_seconds, 3)}

@@ -107,3 +107,37 @@ def plot_class_iou(iou: dict[str, float], path: str | os.PathLike, title: str = 
     ax.set_title(title or f"per-class IoU (mean {mean:.3f}, dashed)", fontsize=10)
     path = Path(path)
     return atomic_save(path, lambda f: fig.savefig(f, format=path.suffix.lower()[1:] or "png", dpi=100))
+
+
+def upsampling_panels(image: torch.Tensor) -> list[Panel]:
+    """The notes' upsampling choices side by side on one input: ``image`` (H, W) float is max-pooled
+    2x2 (keeping the switches) and brought back to (H, W) by nearest neighbour, bed of nails,
+    max unpooling, bilinear interpolation, and two transposed convolutions with all-ones kernels
+    (weights a network could start from): 2x2 stride 2, whose kernels tile the output exactly,
+    and 3x3 stride 2, whose kernels overlap unevenly - the checkerboard (Odena, Dumoulin & Olah,
+    Distill 2016). Each panel is the same pooled map, upsampled."""
+    import torch.nn.functional as F
+
+    from convatlas.layers.unpool import BedOfNailsUnpool2d, MaxUnpool2d, NearestUnpool2d
+
+    x = image.float()[None, None]
+    pooled, switches = F.max_pool2d(x, 2, 2, return_indices=True)
+    size = tuple(x.shape[-2:])
+    transposed_2 = F.conv_transpose2d(pooled, torch.ones(1, 1, 2, 2), stride=2)
+    transposed_3 = F.conv_transpose2d(pooled, torch.ones(1, 1, 3, 3), stride=2, padding=1, output_padding=1)
+    outputs = [
+        ("input", x), ("2x2 max pooling", pooled),
+        ("nearest neighbour", NearestUnpool2d(2)(pooled)),
+        ("bed of nails", BedOfNailsUnpool2d(2)(pooled)),
+        ("max unpooling (switches)", MaxUnpool2d(2)(pooled, switches, output_size=size)),
+        ("bilinear", F.interpolate(pooled, size=size, mode="bilinear", align_corners=False)),
+        ("transposed 2x2 / 2, ones", transposed_2),
+        ("transposed 3x3 / 2, ones: checkerboard", transposed_3),
+    ]
+    return [Panel(title, out[0, 0].detach().numpy(), cmap="magma", colorbar="value" if i == len(outputs) - 1 else None)
+            for i, (title, out) in enumerate(outputs)]
+
+
+def save_upsampling_figure(image: torch.Tensor, path: str | os.PathLike) -> Path:
+    """:func:`upsampling_panels` in one figure."""
+    return save_panels(upsampling_panels(image), path, "one pooled map, upsampled six ways", panel_size=2.4)
