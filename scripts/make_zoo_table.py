@@ -36,23 +36,25 @@ def build_table() -> str:
         "(MACs: conv + linear multiply-accumulates); *published* = the paper's (or the reference "
         "implementation's) number, source in `convatlas card NAME`. Written by `scripts/make_zoo_table.py`.",
         "",
-        "| network | family | year | input | params (measured) | MACs (measured) | receptive field | "
-        "published params | published MACs | published top-1 % | torchvision |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| network | task | family | year | input | params (measured) | MACs (measured) | receptive field | "
+        "published params | published MACs | published top-1 / mIoU % | torchvision |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in names:
         card = convatlas.model_card(name)
         m = measured.get(name)
         rf = "–"
+        score = card.top1.value if card.top1 else (f"{card.miou.value} mIoU" if card.miou else "–")
         if m is not None and m.receptive_field:
             rf = f"{max(m.receptive_field):g}"
         lines.append(
-            f"| `{name}` | {card.family} | {card.year} | {'×'.join(map(str, card.input_size))} | "
+            f"| `{name}` | {card.task} | {card.family} | {card.year} | {'×'.join(map(str, card.input_size))} | "
             f"{m.params:,} | {_count(m.macs)} | {rf} | "
             f"{_count(card.params.value) if card.params else '–'} | {_count(card.macs.value) if card.macs else '–'} | "
-            f"{card.top1.value if card.top1 else '–'} | {card.torchvision or '–'} |"
+            f"{score} | {card.torchvision or '–'} |"
             if m is not None else
-            f"| `{name}` | {card.family} | {card.year} | {'×'.join(map(str, card.input_size))} | – | – | – | – | – | – | – |"
+            f"| `{name}` | {card.task} | {card.family} | {card.year} | {'×'.join(map(str, card.input_size))} | "
+            "– | – | – | – | – | – | – |"
         )
     return "\n".join(lines) + "\n"
 

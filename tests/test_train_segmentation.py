@@ -85,6 +85,9 @@ def test_predict_draws_class_maps_and_the_cli_evaluates(tmp_path, capsys):
     predictions = predict(tmp_path / "run", [tmp_path / "scene.png"], out=tmp_path / "overlay.png")
     assert predictions[0].mask.shape == (39, 35) and predictions[0].figure.is_file()
     assert sum(predictions[0].fractions().values()) == pytest.approx(1.0)
+    refined = predict(tmp_path / "run", [tmp_path / "scene.png"], crf=True)[0]  # a grey scene: repeated to RGB
+    assert refined.refined.shape == (39, 35) and np.array_equal(refined.mask, predictions[0].mask)
+    assert set(np.unique(refined.refined)) <= set(range(11))
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -105,7 +108,9 @@ def test_segmentation_bad_inputs_are_clear_errors(tmp_path):
         train(MODEL, class_weights=[1.0, 2.0], out=tmp_path / "d", **FAST)
     with pytest.raises(ValueError, match="scale must be"):
         train(MODEL, scale_range=[2.0, 1.0], out=tmp_path / "e", **FAST)
-    assert not any((tmp_path / n).exists() for n in "abcde")  # nothing was written
+    with pytest.raises(convatlas.InputTooSmallError, match="unet needs at least"):
+        train("unet", out=tmp_path / "f", **FAST)  # the paper's valid-convolution U-Net on 32x32 scenes
+    assert not any((tmp_path / n).exists() for n in "abcdef")  # nothing was written
 
 
 @pytest.mark.slow

@@ -145,14 +145,14 @@ def predict_segmentation(run: str | os.PathLike | LoadedRun, images: Sequence[st
         logits = loaded.model(pipeline.eval_input(image[None]))
         if logits.shape[-2:] != image.shape[-2:]:  # a valid-convolution U-Net: scale back to the image
             logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
-        probs = F.softmax(logits.float(), dim=1)[0]
-        mask = probs.argmax(0).cpu().numpy().astype(np.int64)
+        log_probs = F.log_softmax(logits.float(), dim=1)[0]  # unary -log p, finite where p underflows
+        mask = log_probs.argmax(0).cpu().numpy().astype(np.int64)
         refined = None
         if crf:
             from convatlas.segmentation.crf import dense_crf
 
-            rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
-            refined = dense_crf(rgb.cpu(), probs.cpu()).argmax(0).numpy().astype(np.int64)
+            rgb = image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+            refined = dense_crf(rgb.cpu(), logits=log_probs.cpu()).argmax(0).numpy().astype(np.int64)
         figure = None
         if out is not None:
             figure = save_segmentation_figure(_figure_path(out, i, len(arrays)), image.cpu(), mask, loaded.classes,
