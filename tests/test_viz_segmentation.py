@@ -50,14 +50,14 @@ def test_per_class_iou_bars_are_written_with_missing_classes(tmp_path):
 
 def test_the_upsampling_figure_shows_the_checkerboard_only_where_kernels_overlap_unevenly():
     """On a constant map, a 3x3 stride-2 transposed convolution of ones gives 4 / 2 / 1 times the
-    value in a period-2 pattern (output pixels receive 4, 2 or 1 kernel taps); a 2x2 stride-2 one
+    value in a period-2 pattern (output pixels receive 4, 2 or 1 kernel taps); a 2x2 stride-2 one (one tap each)
     tiles the output exactly (constant); nearest neighbour and bilinear stay constant; bed of nails
     keeps a quarter of the pixels."""
     panels = {p.title: p.image for p in upsampling_panels(torch.full((16, 16), 3.0))}
     checker = panels["transposed 3x3 / 2, ones: checkerboard"][2:-2, 2:-2]
     assert set(np.unique(checker)) == {3.0, 6.0, 12.0}
     assert np.all(checker[0::2, 0::2] == checker[0, 0]) and checker[0, 0] != checker[0, 1]
-    assert np.all(panels["transposed 2x2 / 2, ones"] == 12.0)
+    assert np.all(panels["transposed 2x2 / 2, ones"] == 3.0)  # one tap per output pixel
     assert np.all(panels["nearest neighbour"] == 3.0) and np.allclose(panels["bilinear"], 3.0)
     assert (panels["bed of nails"] != 0).mean() == 0.25
     assert panels["max unpooling (switches)"].shape == (16, 16)

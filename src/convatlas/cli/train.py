@@ -95,15 +95,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from convatlas.train import evaluate, load_run, plot_confusion
-    from convatlas._io import write_json
 
     loaded = load_run(args.run_dir, args.which)
     report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size)
     if loaded.task == "segmentation":
         return _print_segmentation_eval(args, loaded, report)
-    run_dir = Path(args.run_dir)
-    write_json(run_dir / "eval.json", {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
-                                       "data": args.data or loaded.config.get("data"), **report.to_dict()})
+    run_dir = _write_eval(args, loaded, report)
     png = plot_confusion(report, run_dir / "confusion.png",
                          f"{loaded.config.get('model')} on {loaded.dataset_name}: top-1 {report.top1:.2%}")
     if args.json:
@@ -124,16 +121,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_segmentation_eval(args: argparse.Namespace, loaded: Any, report: Any) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
+def _write_eval(args: argparse.Namespace, loaded: Any, report: Any) -> Path:
+    """The report as the run's eval.json; returns the run directory."""
     from convatlas._io import write_json
-    from convatlas.viz.segmentation import plot_class_iou
 
     run_dir = Path(args.run_dir)
     write_json(run_dir / "eval.json", {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch,
                                        "data": args.data or loaded.config.get("data"), **report.to_dict()})
+    return run_dir
+
+
+def _print_segmentation_eval(args: argparse.Namespace, loaded: Any, report: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from convatlas.viz.segmentation import plot_class_iou
+
+    run_dir = _write_eval(args, loaded, report)
     png = plot_class_iou(report.iou, run_dir / "class_iou.png",
                          f"{loaded.config.get('model')} on {loaded.dataset_name}: mIoU {report.miou:.3f}")
     if args.json:

@@ -28,7 +28,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -84,8 +84,28 @@ class ImageSet:
         return ImageSet(self.images[index], self.labels[index])
 
 
+class SplitsShape:
+    """What a dataset's splits say about their images (shared by classification's
+    :class:`DatasetSplits` and segmentation's ``SegmentationSplits``)."""
+
+    train: Any
+    classes: list[str]
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
 @dataclass
-class DatasetSplits:
+class DatasetSplits(SplitsShape):
     """A dataset in memory: ``train`` and ``test`` splits, class names, normalisation constants.
 
     ``mean`` and ``std`` are per channel, over the training images, as fractions of 255 (the
@@ -100,18 +120,6 @@ class DatasetSplits:
     std: tuple[float, ...]
     source: str = ""
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def __repr__(self) -> str:
         h, w = self.image_size

@@ -21,9 +21,10 @@ import hashlib
 import pickle
 import tarfile
 import urllib.request
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 import numpy as np
 
@@ -207,6 +208,21 @@ def read_image(path: Path, channels: int | None = None) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def read_image_files(paths: Sequence[str | os.PathLike], channels: int | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """Decode image files (:func:`read_image`) for a prediction: the arrays and the paths as text.
+    No file is an error, and so is a path that does not exist."""
+    if not paths:
+        raise ValueError("predict needs at least one image")
+    arrays, names = [], []
+    for item in paths:
+        path = Path(item)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} does not exist")
+        arrays.append(read_image(path, channels))
+        names.append(str(path))
+    return arrays, names
 
 
 def image_mode_channels(path: Path) -> int:

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from convatlas._checks import fraction, non_negative_int
 from convatlas._io import atomic_save
 from convatlas.data import formats
-from convatlas.data.datasets import channel_stats, data_dir
+from convatlas.data.datasets import SplitsShape, channel_stats, data_dir
 
 __all__ = [
     "IGNORE_INDEX",
@@ -190,7 +190,7 @@ class MaskSet:
 
 
 @dataclass
-class SegmentationSplits:
+class SegmentationSplits(SplitsShape):
     """A segmentation dataset in memory: train and test :class:`MaskSet`, class names (index 0
     first, background where the dataset has one), per-channel ``mean`` and ``std`` of the
     training images (fractions of 255) and the ``ignore_index`` the masks use for "no label"."""
@@ -204,18 +204,6 @@ class SegmentationSplits:
     ignore_index: int = IGNORE_INDEX
     source: str = ""
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def __repr__(self) -> str:
         h, w = self.image_size

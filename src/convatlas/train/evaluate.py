@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from convatlas._io import atomic_save
 from convatlas.data import BatchPipeline, load_dataset, resize_images
-from convatlas.data.formats import read_image
+from convatlas.data.formats import read_image_files
 from convatlas.metrics import per_class_accuracy
 from convatlas.tasks import LoadedRun, evaluate_classifier, load_run
 
@@ -136,17 +136,8 @@ def predict(run: str | os.PathLike | LoadedRun, images: Sequence[str | os.PathLi
     if isinstance(images, torch.Tensor):
         batch, names = images, [f"image[{i}]" for i in range(len(images))]
     else:
-        if not images:
-            raise ValueError("predict needs at least one image")
-        arrays, names = [], []
-        for item in images:
-            path = Path(item)
-            if not path.is_file():
-                raise FileNotFoundError(f"image {path} does not exist")
-            array = torch.from_numpy(read_image(path, 1 if loaded.in_channels == 1 else 3))
-            arrays.append(resize_images(array[None], loaded.image_size, loaded.fit)[0])
-            names.append(str(path))
-        batch = torch.stack(arrays)
+        arrays, names = read_image_files(images, 1 if loaded.in_channels == 1 else 3)
+        batch = torch.stack([resize_images(torch.from_numpy(a)[None], loaded.image_size, loaded.fit)[0] for a in arrays])
     k = max(1, min(topk, len(loaded.classes)))
     logits = loaded.model(loaded.preprocess(batch))
     probs = F.softmax(logits.float(), dim=1)

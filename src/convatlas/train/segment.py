@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convatlas.data.formats import read_image
+from convatlas.data.formats import read_image_files
 from convatlas.data.geometry import SegmentationPipeline
 from convatlas.data.masks import load_segmentation
 from convatlas.tasks import LoadedRun, load_run
@@ -106,16 +106,8 @@ def _read_images(loaded: LoadedRun, images: Sequence[str | os.PathLike] | torch.
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         return list(images), [f"image[{i}]" for i in range(len(images))]
-    if not images:
-        raise ValueError("predict needs at least one image")
-    arrays, names = [], []
-    for item in images:
-        path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {path} does not exist")
-        arrays.append(torch.from_numpy(read_image(path, None)))
-        names.append(str(path))
-    return arrays, names
+    arrays, names = read_image_files(images)
+    return [torch.from_numpy(a) for a in arrays], names
 
 
 def _figure_path(out: str | os.PathLike, index: int, count: int) -> Path:
