@@ -287,6 +287,9 @@ def test_schedules_match_torch_schedulers():
     theirs = _torch_lrs(lambda o: sched.OneCycleLR(o, max_lr=0.1, total_steps=200, pct_start=0.3,
                                                    cycle_momentum=False), 200)
     assert [ours(t) for t in range(200)] == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+    # a rise of one step (pct x steps = 1; torch divides by zero there): the peak at step 0, then down
+    short = [Schedule("onecycle", 0.1, 4, pct=0.25)(t) for t in range(4)]
+    assert short[0] == 0.1 and short[1] < 0.1 and short[3] == pytest.approx(0.1 / 25 / 1e4)
     ours = Schedule("cosine", 0.1, 100, min_lr=1e-3)
     theirs = _torch_lrs(lambda o: sched.CosineAnnealingLR(o, T_max=100, eta_min=1e-3), 100)
     assert [ours(t) for t in range(100)] == pytest.approx(theirs, rel=1e-9)

@@ -128,3 +128,18 @@ def test_unet_mini_learns_well_above_the_all_background_baseline(tmp_path):
     assert baseline < 0.1
     assert result.summary["recipe"] == "digit_scenes"
     assert result.summary["test_miou"] > baseline + 0.2
+
+
+def test_the_cli_takes_data_options_as_yaml(tmp_path):
+    from convatlas.cli import main
+
+    options = "{size: 32, num_train: 64, num_test: 16, max_digits: 2, digit_size: [10, 20]}"
+    assert main(["train", MODEL, "--data-options", options, "--epochs", "1", "--batch-size", "16", "--quiet",
+                 "--threads", "1", "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == "segmentation" and summary["iterations"] == 4  # 64 scenes in batches of 16
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "num_train: 64" in config and "size: 32" in config
+    with pytest.raises(SystemExit):
+        main(["train", MODEL, "--data-options", "[1, 2]", "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()

@@ -31,10 +31,23 @@ def _flag_type(annotation: str, default: Any) -> tuple[str, Any]:
         return "bool", bool
     if text.startswith("list"):
         return "list", float
+    if text.startswith("dict"):
+        return "scalar", _yaml_mapping
     for name, kind in (("int", int), ("float", float), ("str", str)):
         if text.startswith(name):
             return "scalar", kind
     return "scalar", type(default) if default not in (None, MISSING) else str
+
+
+def _yaml_mapping(text: str) -> dict:
+    """A flag's value as a YAML mapping, e.g. ``--data-options '{size: 96, max_digits: 6}'``."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"not valid YAML: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{size: 96}}', got {text!r}")
+    return value
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

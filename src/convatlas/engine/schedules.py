@@ -66,7 +66,7 @@ class Schedule:
         end = start / 1e4
         peak_step = self.pct * self.total_steps - 1
         if step <= peak_step:
-            a, b, progress = start, peak, step / peak_step
+            a, b, progress = start, peak, step / peak_step if peak_step > 0 else 1.0  # a one-step rise: the peak
         else:
             a, b, progress = peak, end, min((step - peak_step) / max(self.total_steps - 1 - peak_step, 1e-9), 1.0)
         return b + (a - b) * 0.5 * (1 + math.cos(math.pi * progress))
