@@ -23,7 +23,7 @@ from torch import nn
 
 from convatlas.data import BatchPipeline, DatasetSplits, dataset_info, load_dataset, resize_images
 from convatlas.data.augment import AugmentConfig, adapt_channels, to_float
-from convatlas.data.datasets import UnknownDatasetError, channel_stats
+from convatlas.data.datasets import SplitsShape, UnknownDatasetError, channel_stats
 from convatlas.engine import Dist, Runtime, StepOutput, Task
 from convatlas.engine.distributed import all_sum
 from convatlas.metrics import confusion_matrix, topk_correct
@@ -162,19 +162,21 @@ def prepare_data(model: str, variant_args: dict[str, Any], data: str, *, root: s
             f"{splits.name!r}; leave num_classes out to use the dataset's"
         )
     channels = card.input_size[0]
-    if splits.in_channels != channels:
-        notes.append(f"{splits.name} has {splits.in_channels}-channel images; {model} takes {channels}: "
-                     f"{'repeated to RGB' if channels == 3 else 'converted to grey (BT.601 luma)'}")
-    mean, std = _model_stats(splits, channels)
+    mean, std = model_channel_stats(splits, channels, model, notes)
     return ClassificationData(splits, mean, std, chosen_fit, channels, notes)
 
 
-def _model_stats(splits: DatasetSplits, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per model-channel mean/std: the dataset's, repeated for grey->RGB, recomputed for RGB->grey."""
+def model_channel_stats(splits: SplitsShape, channels: int, model: str,
+                        notes: list[str]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per model-channel mean/std of a dataset's splits (classification's or segmentation's): the
+    dataset's, repeated for grey->RGB, recomputed on the grey images for RGB->grey; a mismatch
+    of channels adds a note for the user."""
     if splits.in_channels == channels:
-        return splits.mean, splits.std
+        return tuple(splits.mean), tuple(splits.std)
+    notes.append(f"{splits.name} has {splits.in_channels}-channel images; {model} takes {channels}: "
+                 f"{'repeated to RGB' if channels == 3 else 'converted to grey (BT.601 luma)'}")
     if splits.in_channels == 1:
-        return splits.mean * channels, splits.std * channels
+        return tuple(splits.mean) * channels, tuple(splits.std) * channels
     grey = adapt_channels(to_float(splits.train.images[:10000]), channels)
     return channel_stats((grey * 255).round().to(torch.uint8))
 

@@ -34,6 +34,7 @@ from convatlas.engine import Dist, Runtime, StepOutput, Task
 from convatlas.engine.distributed import all_sum
 from convatlas.metrics import scores_from_confusion, segmentation_confusion
 from convatlas.registry import InputTooSmallError, min_input_size, model_card
+from convatlas.tasks.classification import model_channel_stats
 
 __all__ = ["SegmentationTask", "SegmentationData", "prepare_segmentation_data", "segmentation_loss",
            "centre_crop", "evaluate_segmenter"]
@@ -164,15 +165,7 @@ def prepare_segmentation_data(model: str, variant_args: dict[str, Any], data: st
                                  f"pixels (choose a larger --image-size)")
     notes: list[str] = list(splits.notes)
     channels = card.input_size[0]
-    have = splits.train.images.shape[1]
-    mean, std = tuple(splits.mean), tuple(splits.std)
-    if have != channels:
-        if have == 1:
-            mean, std = mean * channels, std * channels
-        else:
-            mean, std = (sum(mean) / have,) * channels, (sum(std) / have,) * channels
-        notes.append(f"{splits.name} has {have}-channel images; {card.name} takes {channels}: "
-                     f"{'repeated to RGB' if channels == 3 else 'converted to grey (BT.601 luma)'}")
+    mean, std = model_channel_stats(splits, channels, card.name, notes)
     return SegmentationData(splits, mean, std, channels, notes)
 
 
@@ -232,7 +225,7 @@ class SegmentationTask(Task):
     def evaluate(self, model: nn.Module, env: Dist, batch_size: int, amp: bool) -> dict[str, float]:
         test = self.data.splits.test
         result = evaluate_segmenter(model, self.pipeline, test.images, test.masks, self.num_classes,
-                                    ignore_index=self.ignore_index, batch_size=min(batch_size, 64), amp=amp, env=env)
+                                    ignore_index=self.ignore_index, batch_size=min(batch_size, 64), amp=amp, env=env)  # maps, not logits: smaller batches
         classes = list(self.data.splits.classes)
         self._details = {"iou": dict(zip(classes, result["iou"])), "acc": dict(zip(classes, result["acc"]))}
         return {k: result[k] for k in self.metric_names}
