@@ -157,3 +157,19 @@ def test_mini_every_upsample_kind_gives_the_input_size(name, kind):
             out = model(torch.randn(*shape))
             assert out.shape == (1, card.num_classes, *shape[2:])
             assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MINIS + ["fullres_fcn", "unet"])
+def test_the_summary_command_shows_receptive_field_and_output_geometry(name, capsys):
+    from convatlas.cli import main
+
+    card = convatlas.model_card(name)
+    assert main(["summary", name]) == 0
+    out = capsys.readouterr().out
+    report = summary(_meta(name), card.input_size, memory=False)
+    final = "x".join(map(str, (1, card.num_classes, *_expected_hw(name))))
+    assert final in out  # the class map's shape: the input's size (the paper's U-Net: 388x388)
+    assert report.receptive_field is not None
+    side = {f"{v:g}" if isinstance(v, float) else str(v) for v in report.receptive_field}
+    assert f"largest receptive field: {'x'.join(sorted(side)) if len(side) > 1 else side.pop()} px" in out
+    assert f"in {report.receptive_field_layer or 'the model'}; output:" in out

@@ -290,6 +290,11 @@ def test_schedules_match_torch_schedulers():
     # a rise of one step (pct x steps = 1; torch divides by zero there): the peak at step 0, then down
     short = [Schedule("onecycle", 0.1, 4, pct=0.25)(t) for t in range(4)]
     assert short[0] == 0.1 and short[1] < 0.1 and short[3] == pytest.approx(0.1 / 25 / 1e4)
+    # shorter still (a 2- or 1-step run: pct x steps < 1): the same, from the peak down
+    assert [Schedule("onecycle", 0.1, 2, pct=0.25)(t) for t in range(2)] == pytest.approx([0.1, 0.1 / 25 / 1e4])
+    assert Schedule("onecycle", 0.1, 1)(0) == 0.1
+    with pytest.raises(ValueError, match="0 < pct < 1"):
+        Schedule("onecycle", 0.1, 100, pct=1.0)
     ours = Schedule("cosine", 0.1, 100, min_lr=1e-3)
     theirs = _torch_lrs(lambda o: sched.CosineAnnealingLR(o, T_max=100, eta_min=1e-3), 100)
     assert [ours(t) for t in range(100)] == pytest.approx(theirs, rel=1e-9)

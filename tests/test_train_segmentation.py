@@ -97,6 +97,57 @@ def test_predict_draws_class_maps_and_the_cli_evaluates(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)[0]["size"] == [39, 35]
 
 
+def test_evaluation_after_the_crf_equals_the_crf_run_image_by_image(tmp_path, capsys):
+    """``evaluate(run, crf=...)`` scores the CRF's labels: the same as running dense_crf on each
+    test scene's log-probabilities and scoring with torchmetrics."""
+    from torchmetrics.functional.classification import multiclass_jaccard_index
+
+    from convatlas.cli import main
+    from convatlas.data.masks import load_segmentation
+    from convatlas.segmentation.crf import dense_crf
+
+    train(MODEL, out=tmp_path / "run", **dict(FAST, epochs=1))
+    options = {"iterations": 3, "bi_xy_std": 8.0, "bi_rgb_std": 20.0}
+    report = evaluate(tmp_path / "run", which="last", crf=options)
+    loaded = load_run(tmp_path / "run", "last")
+    test = load_segmentation("digit-scenes", **SCENES).test
+    with torch.no_grad():
+        log_probs = torch.log_softmax(loaded.model(loaded.preprocess(test.images)), dim=1)
+    labels = torch.stack([dense_crf(img.expand(3, -1, -1), logits=lp, **options).argmax(0)
+                          for img, lp in zip(test.images, log_probs)])
+    expected = float(multiclass_jaccard_index(labels, test.masks.long(), num_classes=11, average="macro"))
+    assert report.crf["miou"] == pytest.approx(expected, abs=1e-6) and report.crf["options"] == options
+    assert report.miou == pytest.approx(float(multiclass_jaccard_index(log_probs.argmax(1), test.masks.long(),
+                                                                       num_classes=11, average="macro")), abs=1e-6)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--which", "last", "--crf"]) == 0
+    assert "after the dense CRF: mIoU" in capsys.readouterr().out
+    assert "crf" in json.loads((tmp_path / "run" / "eval.json").read_text())
+    train("lenet5", data="sklearn_digits", epochs=1, quiet=True, threads=1, out=tmp_path / "cls")
+    with pytest.raises(ValueError, match="segmentation runs"):
+        evaluate(tmp_path / "cls", crf=True)
+
+
+def test_the_sliding_window_trains_and_scores_through_the_front_door(tmp_path):
+    """The notes' first baseline is a segmentation network like the others: it trains (one
+    LeNet-5 pass per pixel), its summary carries mIoU, and its class map equals the classifier
+    run on each pixel's own patch."""
+    scenes = {"size": 12, "num_train": 4, "num_test": 2, "max_digits": 1, "digit_size": [8, 10]}
+    result = train("sliding_window", data_options=scenes, iterations=2, batch_size=2, quiet=True, threads=1,
+                   out=tmp_path / "run")
+    assert result.summary["task"] == "segmentation" and 0 <= result.summary["test_miou"] <= 1
+    loaded = load_run(tmp_path / "run", "last")
+    from convatlas.data.masks import load_segmentation
+
+    image = loaded.preprocess(load_segmentation("digit-scenes", **scenes).test.images[:1])
+    with torch.no_grad():
+        labels = loaded.model(image).argmax(1)[0]
+        padded = torch.nn.functional.pad(image, (16, 16, 16, 16))  # zeros around the normalised scene, 32x32 patches
+        for i, j in ((0, 0), (5, 7), (11, 11)):
+            patch = padded[..., i:i + 32, j:j + 32]
+            assert labels[i, j] == loaded.model.classifier(patch).argmax(1)[0]
+
+
 def test_segmentation_bad_inputs_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="num_classes=5 differs from the 11 classes"):
         train(MODEL, num_classes=5, out=tmp_path / "a", **FAST)

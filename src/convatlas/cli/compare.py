@@ -44,10 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train and measure networks on a dataset (cached per network in run directories; "
                     "an interrupted comparison resumes), or chart the zoo's published results (--published).",
     )
-    p.add_argument("models", nargs="*", help="registered network names")
+    p.add_argument("models", nargs="*", help="registered network names, or variants NAME:key=value[,key=value] "
+                                              "(e.g. unet_mini:upsample=nearest)")
     p.add_argument("--published", action="store_true", help="chart the published ImageNet results of the zoo")
-    p.add_argument("--data", default="digits", help="dataset name or folder (default: the embedded digits)")
-    p.add_argument("--epochs", type=int, help="epochs per network (default: the trainer's default for the model)")
+    p.add_argument("--data", default=None, help="dataset name or folder (default: the embedded digits, or the "
+                                                 "digit scenes for segmentation networks)")
+    p.add_argument("--epochs", type=float, help="epochs per network (default: the trainer's default for the model)")
     p.add_argument("--recipe", help="a recipe YAML applied to every network")
     p.add_argument("--image-size", type=int, help="resize images to this side")
     p.add_argument("--seed", type=int, default=0)

@@ -110,7 +110,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from convatlas.train import evaluate, load_run, plot_confusion
 
     loaded = load_run(args.run_dir, args.which)
-    report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size)
+    if args.crf and loaded.task != "segmentation":
+        raise CliError(f"--crf refines class maps of segmentation runs; {args.run_dir} is a {loaded.task} run")
+    report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size, crf=args.crf)
     if loaded.task == "segmentation":
         return _print_segmentation_eval(args, loaded, report)
     run_dir = _write_eval(args, loaded, report)
@@ -169,6 +171,11 @@ def _print_segmentation_eval(args: argparse.Namespace, loaded: Any, report: Any)
         table.add_row(name, "n/a" if iou != iou else f"{iou:.2%}", "n/a" if acc != acc else f"{acc:.2%}",
                       f"{int(report.confusion[i].sum()):,}")
     console.print(table)
+    if report.crf is not None:
+        after = report.crf
+        console.print(f"after the dense CRF: mIoU [bold]{after['miou']:.2%}[/bold] ({after['miou'] - report.miou:+.2%}), "
+                      f"pixel accuracy {after['pixel_acc']:.2%}, mean accuracy {after['mean_acc']:.2%}, "
+                      f"fwIoU {after['fwiou']:.2%}")
     console.print(f"per-class IoU: {png}\nfigures: {run_dir / 'eval.json'}")
     return 0
 
@@ -253,6 +260,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="folder of --data's files")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--crf", action="store_true", help="segmentation: score the dense CRF's refinement too "
+                                                      "(DeepLab v2's parameters)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of image files with a trained run (segmentation: class maps)")

@@ -243,7 +243,9 @@ def _runs_section(runs: Path | None, out: Path) -> str:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(png, target)
             parts.append(f"<p><img src='charts/{target.name}' alt='{html.escape(png.stem)}' style='max-width:100%'></p>")
-        parts.append(f"<h3>{html.escape(str(path.parent))}</h3><table><thead><tr><th>network</th><th class='n'>test acc %</th>"
+        metric = rows[0].get("metric", "test top-1 %") if rows else "test top-1 %"
+        parts.append(f"<h3>{html.escape(str(path.parent))}</h3><table><thead><tr><th>network</th>"
+                     f"<th class='n'>{html.escape(metric)}</th>"
                      "<th class='n'>params</th><th class='n'>MACs</th><th class='n'>latency ms</th></tr></thead><tbody>")
         for r in rows:
             acc = "-" if r.get("accuracy") is None else f"{r['accuracy']:.2f}"

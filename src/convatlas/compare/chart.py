@@ -22,7 +22,7 @@ class Point:
     family: str
     params: int
     macs: int
-    accuracy: float | None  # top-1, percent
+    accuracy: float | None  # the score on the y axis, percent: top-1 accuracy, or mIoU for segmentation
     year: int | None = None
     accuracy_source: str = ""
     latency_ms: float | None = None
@@ -311,6 +311,7 @@ def draw_bubble_chart(
     x: str = "macs",
     title: str = "Top-1 accuracy vs operations (circle area ∝ parameters)",
     log_x: bool | None = None,
+    y_label: str = "top-1 accuracy (%)",
 ) -> BubbleFigure:
     """Draw the chart of :func:`bubble_chart` without writing it; labels are placed by
     :func:`place_labels` so that no two overlap."""
@@ -345,7 +346,7 @@ def draw_bubble_chart(
         ax.set_xscale("log")
     ax.set_xlabel(f"{mac_unit}MACs per image (multiply-accumulates of conv + linear layers)" if x == "macs"
                   else "CPU latency per image, ms (batch 1)")
-    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylabel(y_label)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     pad = (max(ys) - min(ys)) * 0.12 or 1.0
@@ -406,15 +407,17 @@ def bubble_chart(
     title: str = "Top-1 accuracy vs operations (circle area ∝ parameters)",
     log_x: bool | None = None,
     formats: Sequence[str] = ("png", "svg"),
+    y_label: str = "top-1 accuracy (%)",
 ) -> list[Path]:
     """Draw accuracy (y) against MACs or latency (``x="macs"|"latency"``), circle area ∝ params.
+    ``y_label`` names the score (e.g. ``"test mIoU (%)"`` for segmentation).
 
     ``path`` is the file stem; one file per format is written (atomically). Returns the paths.
     Points without an accuracy are left out. No two labels overlap (:func:`draw_bubble_chart`).
     """
     import matplotlib
 
-    drawn = draw_bubble_chart(points, x=x, title=title, log_x=log_x)
+    drawn = draw_bubble_chart(points, x=x, title=title, log_x=log_x, y_label=y_label)
     written = []
     stem = Path(path)
     # SVG keeps its labels as text (searchable, selectable in the atlas), not as glyph paths.

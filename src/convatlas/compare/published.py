@@ -42,14 +42,15 @@ def published_points(names: Sequence[str] | None = None) -> list[Point]:
 _COLUMNS = ("name", "family", "year", "params", "macs", "accuracy", "latency_ms", "accuracy_source")
 
 
-def write_table(points: Sequence[Point], stem: str | Path) -> list[Path]:
-    """Write ``stem.csv``, ``stem.md`` and ``stem.json`` with one row per point."""
+def write_table(points: Sequence[Point], stem: str | Path, score: str = "top-1 %") -> list[Path]:
+    """Write ``stem.csv``, ``stem.md`` and ``stem.json`` with one row per point; ``score`` heads
+    the markdown column of :attr:`Point.accuracy`."""
     rows = [{k: asdict(p)[k] for k in _COLUMNS} for p in points]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    md = ["| network | family | year | params (M) | GMACs | top-1 % | latency ms | accuracy source |",
+    md = [f"| network | family | year | params (M) | GMACs | {score} | latency ms | accuracy source |",
           "|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"

@@ -42,8 +42,8 @@ class Schedule:
             raise ValueError(f"unknown schedule {self.kind!r}; use step, cosine, onecycle or constant")
         if self.total_steps < 1:
             raise ValueError(f"a schedule needs at least one step, got total_steps={self.total_steps}")
-        if self.kind == "onecycle" and not 1 <= self.pct * self.total_steps < self.total_steps:
-            raise ValueError(f"one-cycle needs 1 <= pct x steps < steps; got pct={self.pct} of {self.total_steps} steps")
+        if self.kind == "onecycle" and not 0 < self.pct < 1:
+            raise ValueError(f"one-cycle's rise is a fraction of the run, 0 < pct < 1; got pct={self.pct}")
 
     def __call__(self, step: int) -> float:
         if self.kind == "onecycle":
@@ -64,9 +64,10 @@ class Schedule:
         # floor at step T - 1
         start, peak = self.lr / 25.0, self.lr
         end = start / 1e4
-        peak_step = self.pct * self.total_steps - 1
+        # a rise of one step or less (a short run; torch divides by zero there) starts at the peak
+        peak_step = max(self.pct * self.total_steps - 1, 0.0)
         if step <= peak_step:
-            a, b, progress = start, peak, step / peak_step if peak_step > 0 else 1.0  # a one-step rise: the peak
+            a, b, progress = start, peak, step / peak_step if peak_step > 0 else 1.0
         else:
             a, b, progress = peak, end, min((step - peak_step) / max(self.total_steps - 1 - peak_step, 1e-9), 1.0)
         return b + (a - b) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -17,9 +17,32 @@ from convatlas._io import atomic_write_text
 from convatlas.compare.runs import Comparison, compare_runs
 from convatlas.registry import model_card
 from convatlas.train.config import RESUME_OVERRIDABLE, check_keys
-from convatlas.train.trainer import train
+from convatlas.train.trainer import DEFAULT_SEGMENTATION_DATA, train
 
-__all__ = ["compare_models"]
+__all__ = ["compare_models", "parse_spec"]
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"unet_mini:upsample=nearest,depth=3"`` -> ``("unet_mini", {"upsample": "nearest", "depth": 3})``:
+    a registered network and the builder arguments of a variant of it (values read as YAML)."""
+    import yaml
+
+    name, colon, rest = spec.partition(":")
+    model_card(name)  # unknown names fail here, before any training
+    variant: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{spec!r}: a variant is NAME:key=value[,key=value...]; {item!r} has no key=value")
+        variant[key.strip()] = yaml.safe_load(value)
+    if colon and not variant:
+        raise ValueError(f"{spec!r}: nothing after ':' (expected NAME:key=value[,key=value...])")
+    return name, variant
+
+
+def _run_folder(spec: str) -> str:
+    """A run directory's name for a network spec: ``unet_mini:upsample=nearest`` -> ``unet_mini-upsample-nearest``."""
+    return "".join(c if c.isalnum() or c in "._" else "-" for c in spec)
 
 
 def _settings(name: str, data: str, epochs: float | None, recipe: str | None, image_size: int | None, seed: int,
@@ -42,11 +65,15 @@ def _finished(run_dir: Path, settings: dict[str, Any]) -> bool:
 
 
 def compare_models(
-    models: Sequence[str], *, data: str = "digits", epochs: int | None = None, recipe: str | None = None,
+    models: Sequence[str], *, data: str | None = None, epochs: int | None = None, recipe: str | None = None,
     image_size: int | None = None, out: str | Path = "runs/compare", seed: int = 0, quiet: bool = True,
     latency_batch: int = 32, train_args: Mapping[str, Mapping[str, Any]] | None = None, threads: int | None = None,
 ) -> Comparison:
-    """Train (or reuse) each network on ``data`` and chart accuracy vs MACs vs params, and vs latency.
+    """Train (or reuse) each network on ``data`` and chart its score vs MACs vs params, and vs latency.
+
+    ``models`` are registered names, or variants written ``NAME:key=value[,key=value]`` (builder
+    arguments, e.g. ``unet_mini:upsample=nearest``; each spec is one row and one run). All must be
+    of one task: classification networks are scored by test top-1, segmentation networks by mIoU.
 
     ``epochs`` and ``recipe`` apply to every network. ``train_args`` gives some networks their own
     trainer arguments (:class:`~convatlas.train.TrainConfig` keys), which win over those:
@@ -56,8 +83,14 @@ def compare_models(
     """
     if not models:
         raise ValueError("give at least one network to compare")
-    for name in models:
-        model_card(name)  # unknown names fail here, before any training
+    specs = {spec: parse_spec(spec) for spec in models}
+    if len(specs) < len(models):
+        raise ValueError(f"a network is named twice in {', '.join(models)}")
+    tasks = {spec: model_card(name).task for spec, (name, _) in specs.items()}
+    if len(set(tasks.values())) > 1:
+        raise ValueError("a comparison covers one task; got " + ", ".join(f"{k} ({v})" for k, v in tasks.items()))
+    if data is None:  # the task's embedded default
+        data = DEFAULT_SEGMENTATION_DATA if "segmentation" in tasks.values() else "digits"
     train_args = {name: dict(args) for name, args in (train_args or {}).items()}
     stray = sorted(set(train_args) - set(models))
     if stray:
@@ -71,9 +104,14 @@ def compare_models(
                              f"shares; pass data= to compare_models")
     out = Path(out)
     runs = []
-    for name in models:
-        run_dir = out / name
-        extra = dict(train_args.get(name, {}))
+    for spec in models:
+        name, variant = specs[spec]
+        run_dir = out / _run_folder(spec)
+        extra = dict(train_args.get(spec, {}))
+        if variant:
+            if "variant_args" in extra:
+                raise ValueError(f"{spec!r} gives builder arguments twice: in the name and in train_args' variant_args")
+            extra["variant_args"] = variant
         model_epochs = extra.pop("epochs", epochs)
         settings = _settings(name, data, model_epochs, recipe, image_size, seed, extra)
         reused = _finished(run_dir, settings)
@@ -82,7 +120,7 @@ def compare_models(
                 and json.loads((run_dir / "compare_settings.json").read_text()) == settings
             if not resume and run_dir.exists() and any(run_dir.iterdir()):
                 # A run of other settings: keep it, train beside it.
-                run_dir = out / f"{name}-{_settings_digest(settings)}"
+                run_dir = out / f"{_run_folder(spec)}-{_settings_digest(settings)}"
                 reused = _finished(run_dir, settings)
                 resume = not reused and (run_dir / "checkpoints" / "last.pt").is_file()
         if not reused:
@@ -102,5 +140,5 @@ def compare_models(
                 kwargs = {k: v for k, v in kwargs.items() if k in RESUME_OVERRIDABLE}
                 kwargs["resume"] = run_dir
             train(name, **kwargs)
-        runs.append((name, run_dir, reused))
+        runs.append((spec, run_dir, reused))
     return compare_runs(runs, out, data=data, latency_batch=latency_batch)

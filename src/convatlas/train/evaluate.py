@@ -46,15 +46,19 @@ class EvalReport:
 
 
 def evaluate(run: str | os.PathLike | LoadedRun, *, which: str = "best", data: str | None = None,
-             data_root: str | None = None, batch_size: int = 500, device: str | torch.device = "cpu") -> EvalReport:
+             data_root: str | None = None, batch_size: int = 500, device: str | torch.device = "cpu",
+             crf: bool | dict = False) -> EvalReport:
     """Top-1/top-5, per-class accuracy and confusion matrix of a run on its test split
     (or on the test split of ``data``, which must have the same classes). A segmentation run gives
-    a :class:`~convatlas.train.segment.SegmentationReport` (mIoU, pixel accuracy, ...)."""
+    a :class:`~convatlas.train.segment.SegmentationReport` (mIoU, pixel accuracy, ...), with the
+    scores after the dense CRF too when ``crf`` is given (True or the CRF's arguments)."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
     if loaded.task == "segmentation":
         from convatlas.train.segment import evaluate_segmentation
 
-        return evaluate_segmentation(loaded, data=data, data_root=data_root, batch_size=min(batch_size, 32))
+        return evaluate_segmentation(loaded, data=data, data_root=data_root, batch_size=min(batch_size, 32), crf=crf)
+    if crf:
+        raise ValueError(f"the CRF refines class maps of segmentation runs; {loaded.run_dir} is a {loaded.task} run")
     config = loaded.config
     splits = load_dataset(data or config["data"], root=data_root if data else config.get("data_root"),
                           image_size=loaded.image_size, download=bool(config.get("download", True)), fit=loaded.fit)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ from convatlas.data.formats import read_image_files
 from convatlas.data.geometry import SegmentationPipeline
 from convatlas.data.masks import load_segmentation
 from convatlas.tasks import LoadedRun, load_run
-from convatlas.tasks.segmentation import evaluate_segmenter
+from convatlas.metrics.segmentation import scores_from_confusion, segmentation_confusion
+from convatlas.tasks.segmentation import centre_crop, evaluate_segmenter
 
 __all__ = ["SegmentationReport", "evaluate_segmentation", "SegmentationPrediction", "predict_segmentation"]
 
@@ -43,11 +44,15 @@ class SegmentationReport:
     iou: dict[str, float]
     acc: dict[str, float]
     confusion: np.ndarray = field(repr=False)
+    crf: dict[str, Any] | None = None  # the same scores after the dense CRF, when asked for
 
     def to_dict(self) -> dict[str, Any]:
-        return {"miou": self.miou, "pixel_acc": self.pixel_acc, "mean_acc": self.mean_acc, "fwiou": self.fwiou,
-                "loss": self.loss, "count": self.count, "classes": self.classes, "iou": self.iou, "acc": self.acc,
-                "confusion": self.confusion.tolist()}
+        out = {"miou": self.miou, "pixel_acc": self.pixel_acc, "mean_acc": self.mean_acc, "fwiou": self.fwiou,
+               "loss": self.loss, "count": self.count, "classes": self.classes, "iou": self.iou, "acc": self.acc,
+               "confusion": self.confusion.tolist()}
+        if self.crf is not None:
+            out["crf"] = self.crf
+        return out
 
 
 def _pipeline(loaded: LoadedRun) -> SegmentationPipeline:
@@ -57,9 +62,15 @@ def _pipeline(loaded: LoadedRun) -> SegmentationPipeline:
 
 def evaluate_segmentation(run: str | os.PathLike | LoadedRun, *, which: str = "best", data: str | None = None,
                           data_root: str | None = None, batch_size: int = 32,
-                          device: str | torch.device = "cpu") -> SegmentationReport:
+                          device: str | torch.device = "cpu",
+                          crf: bool | Mapping[str, Any] = False) -> SegmentationReport:
     """mIoU, pixel accuracy, mean accuracy, fwIoU and per-class IoU of a segmentation run on its
-    test split (or that of ``data``, which must have the same classes)."""
+    test split (or that of ``data``, which must have the same classes).
+
+    ``crf``: also score the network's probabilities refined by the dense CRF - ``True`` for
+    :func:`~convatlas.segmentation.crf.dense_crf`'s defaults (DeepLab v2's), or a dict of its
+    arguments - into ``report.crf`` (the same scores, after the CRF; grey images are repeated to
+    RGB for the appearance kernel)."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
     config = loaded.config
     splits = load_segmentation(data or config["data"], root=data_root if data else config.get("data_root"),
@@ -71,9 +82,42 @@ def evaluate_segmentation(run: str | os.PathLike | LoadedRun, *, which: str = "b
     result = evaluate_segmenter(loaded.model, _pipeline(loaded), splits.test.images, splits.test.masks,
                                 len(loaded.classes), ignore_index=splits.ignore_index, batch_size=batch_size)
     names = list(loaded.classes)
+    refined = None
+    if crf:
+        options = {} if crf is True else dict(crf)
+        confusion = _crf_confusion(loaded.model, _pipeline(loaded), splits.test.images, splits.test.masks,
+                                   len(names), splits.ignore_index, options, batch_size)
+        scores = scores_from_confusion(confusion)
+        refined = {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"], "mean_acc": scores["mean_acc"],
+                   "fwiou": scores["fwiou"], "iou": dict(zip(names, scores["iou"])), "options": options}
     return SegmentationReport(result["miou"], result["pixel_acc"], result["mean_acc"], result["fwiou"],
                               result["loss"], len(splits.test.images), names, dict(zip(names, result["iou"])),
-                              dict(zip(names, result["acc"])), result["confusion"].numpy())
+                              dict(zip(names, result["acc"])), result["confusion"].numpy(), crf=refined)
+
+
+def _rgb(image: torch.Tensor) -> torch.Tensor:
+    """uint8 (C, H, W) -> the (3, H, W) image the CRF's appearance kernel compares (grey repeated)."""
+    return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
+
+
+@torch.no_grad()
+def _crf_confusion(model: torch.nn.Module, pipeline: SegmentationPipeline, images: torch.Tensor, masks: torch.Tensor,
+                   num_classes: int, ignore_index: int, options: Mapping[str, Any], batch_size: int) -> torch.Tensor:
+    """One confusion matrix over the test images of the network's labels after the dense CRF."""
+    from convatlas.segmentation.crf import dense_crf
+
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        log_probs = F.log_softmax(model(pipeline.eval_input(batch)).float(), dim=1).cpu()
+        target = masks[start:start + batch_size].long()
+        if log_probs.shape[-2:] != target.shape[-2:]:  # a valid-convolution U-Net: its centre, as scored without
+            target, batch = centre_crop(target, log_probs.shape[-2:]), centre_crop(batch, log_probs.shape[-2:])
+        for b in range(len(batch)):
+            labels = dense_crf(_rgb(batch[b]), logits=log_probs[b], **options).argmax(0)
+            confusion += segmentation_confusion(labels[None], target[b][None], num_classes, ignore_index)
+    return confusion
 
 
 @dataclass
@@ -143,8 +187,7 @@ def predict_segmentation(run: str | os.PathLike | LoadedRun, images: Sequence[st
         if crf:
             from convatlas.segmentation.crf import dense_crf
 
-            rgb = image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
-            refined = dense_crf(rgb.cpu(), logits=log_probs.cpu()).argmax(0).numpy().astype(np.int64)
+            refined = dense_crf(_rgb(image).cpu(), logits=log_probs.cpu()).argmax(0).numpy().astype(np.int64)
         figure = None
         if out is not None:
             figure = save_segmentation_figure(_figure_path(out, i, len(arrays)), image.cpu(), mask, loaded.classes,
