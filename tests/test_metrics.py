@@ -97,3 +97,14 @@ def test_segmentation_scores_take_logits_and_reject_bad_labels():
         segmentation_confusion(logits, torch.full((2, 8, 8), 7), 5)
     with pytest.raises(ValueError, match="does not match"):
         segmentation_confusion(logits.argmax(1), target[:, :4], 5)
+
+
+def test_class_map_is_argmax_with_first_index_on_ties():
+    from convatlas.metrics import class_map
+
+    torch.manual_seed(0)
+    scores = torch.randn(3, 11, 17, 9)
+    assert torch.equal(class_map(scores), scores.argmax(1))
+    scores[:, 4] = scores[:, 7] = scores.amax(1) + 1  # a tie: the first of the two wins, as argmax's
+    assert torch.equal(class_map(scores), torch.full((3, 17, 9), 4)) and torch.equal(class_map(scores), scores.argmax(1))
+    assert torch.equal(class_map(scores.contiguous(memory_format=torch.channels_last)), scores.argmax(1))

@@ -7,7 +7,7 @@ per-class IoU) from one confusion matrix (:func:`segmentation_confusion`,
 """
 
 from convatlas.metrics.classification import confusion_matrix, per_class_accuracy, topk_correct
-from convatlas.metrics.segmentation import scores_from_confusion, segmentation_confusion, segmentation_scores
+from convatlas.metrics.segmentation import class_map, scores_from_confusion, segmentation_confusion, segmentation_scores
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "topk_correct", "scores_from_confusion",
+__all__ = ["class_map", "confusion_matrix", "per_class_accuracy", "topk_correct", "scores_from_confusion",
            "segmentation_confusion", "segmentation_scores"]

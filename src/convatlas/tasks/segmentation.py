@@ -32,7 +32,7 @@ from convatlas.data.geometry import SegmentationAugment, SegmentationPipeline
 from convatlas.data.masks import SegmentationSplits, load_segmentation
 from convatlas.engine import Dist, Runtime, StepOutput, Task
 from convatlas.engine.distributed import all_sum
-from convatlas.metrics import scores_from_confusion, segmentation_confusion
+from convatlas.metrics import class_map, scores_from_confusion, segmentation_confusion
 from convatlas.registry import InputTooSmallError, min_input_size, model_card
 from convatlas.tasks.classification import model_channel_stats
 
@@ -99,7 +99,7 @@ def evaluate_segmenter(model: nn.Module, pipeline: SegmentationPipeline, images:
         labelled = (target != ignore_index).sum()
         loss_sum += torch.stack([F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum").double(),
                                  labelled.double()])
-        confusion += segmentation_confusion(logits.argmax(1), target, num_classes, ignore_index)
+        confusion += segmentation_confusion(class_map(logits), target, num_classes, ignore_index)
     all_sum(confusion, env)
     all_sum(loss_sum, env)
     model.train(was_training)
@@ -216,7 +216,7 @@ class SegmentationTask(Task):
         losses, logits, target = segmentation_loss(model(x), masks, ignore_index=self.ignore_index,
                                                    class_weights=self.class_weights, aux_weight=self.aux_weight)
         labelled = target != self.ignore_index
-        correct = ((logits.detach().argmax(1) == target) & labelled).sum()
+        correct = ((class_map(logits.detach()) == target) & labelled).sum()
         return StepOutput(losses, {"correct_pixels": correct, "pixels": labelled.sum()})
 
     def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
