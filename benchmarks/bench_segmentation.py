@@ -12,13 +12,13 @@ notes' argument as a comparison, and what the dense CRF adds - in one run.
    FCN architecture, built from convatlas's ResNet-50) against torchvision's own
    ``segmentation.fcn_resnet50`` in a plain PyTorch loop on the same batches' shape; and the
    trainer on ``unet_mini`` against the same U-Net in the plain loop (torchvision has no U-Net).
-   Neither side augments; both use SGD and per-pixel cross-entropy. The sides alternate for
-   ``--rounds`` rounds (this machine's speed drifts by a fifth within minutes): a plain-loop
-   round of ``--steps`` steps, then a trainer run of two epochs of ``--steps`` steps, its second
-   epoch timed. The ratio is the best round of convatlas over the best of the plain loop (a busy
-   moment only ever slows a round down; goal >= 1.0); the ratio of the medians is printed too, and
-   the ratio of images per CPU second of the process (``time.process_time``: the work done, less
-   sensitive to the host taking the cores away than the wall clock).
+   Neither side augments; both use SGD and per-pixel cross-entropy. The two sides are **paired
+   step by step** (this machine's speed drifts by a fifth within minutes, so sides timed a minute
+   apart are not comparable): each of ``--rounds`` trainer runs of two epochs of ``--steps`` steps
+   takes a plain-loop step inside its ``on_step`` callback after each of its own; epoch 2 is
+   timed, each side's steps summed. The ratio is convatlas's images/s over the plain loop's, over
+   all rounds (goal >= 1.0); each round's ratio, and the same by the process's CPU time, are
+   printed too.
 3. **The notes' argument** (``compare``). ``convatlas compare`` over the minis of each family,
    the full-resolution FCN and unet_mini with each upsampling choice, every one trained with its
    card's recipe for the same ``--compare-epochs``: mIoU, parameters, MACs, activation bytes and
@@ -81,80 +81,93 @@ def bench_default(seeds: list[int], workdir: Path) -> dict:
             "max_train_seconds": max(r["train_seconds"] for r in runs)}
 
 
-def _plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
-    """The loop everybody writes: one batch in memory, SGD, per-pixel cross-entropy. Returns a
-    function that times ``steps`` steps: (images per wall second, images per CPU second)."""
+def _plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """The loop everybody writes, one step at a time: one batch in memory, SGD, per-pixel
+    cross-entropy. Returns the function that takes one step."""
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
-    def run(steps: int) -> tuple[float, float]:
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            out = model(x)
-            if isinstance(out, dict):  # torchvision's segmentation models return {"out": ...}
-                out = out["out"]
-            loss = F.cross_entropy(out, y, ignore_index=255)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        images = steps * len(x)
-        return images / (time.perf_counter() - start), images / (time.process_time() - cpu)
+    def step() -> None:
+        out = model(x)
+        if isinstance(out, dict):  # torchvision's segmentation models return {"out": ...}
+            out = out["out"]
+        loss = F.cross_entropy(out, y, ignore_index=255)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
-    return run
+    return step
 
 
-def _trainer_images_per_second(model: str, batch: int, steps: int, size: int, workdir: Path,
-                               round_: int) -> tuple[float, float]:
-    """The convatlas trainer on digit scenes without augmentation: a run of two epochs of
-    ``steps`` steps; the second epoch's images per wall second (the loop's own figure) and per CPU
-    second (the process's CPU time from the first step of that epoch to its last)."""
-    out = workdir / f"speed-{model}-{round_}"
-    marks: list[float] = []
+def _paired_round(model: str, plain_step, batch: int, steps: int, size: int, workdir: Path, round_: int,
+                  channels_last: bool = False) -> dict:
+    """One trainer run of two epochs of ``steps`` steps on digit scenes (no augmentation), with a
+    plain-loop step taken inside the trainer's ``on_step`` callback after each of its steps: the
+    two sides alternate step by step, so both see the same moments of the machine. Epoch 1 warms
+    both up; in epoch 2 the trainer's step is the time from the end of one callback to the start
+    of the next (batch, forward, backward, optimiser, the loop's bookkeeping), the plain loop's the
+    time of its step inside the callback - wall clock and the process's CPU time."""
+    out = workdir / f"speed-{model}-{int(channels_last)}-{round_}"
+    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
+    last: list[tuple[float, float]] = []
 
-    def on_step(info) -> None:  # after each step; epoch 2's first mark starts the CPU clock
+    def on_step(info) -> None:
+        now = (time.perf_counter(), time.process_time())
+        if info.epoch >= 1 and info.step_in_epoch >= 2:  # epoch 2's first step follows epoch 1's end
+            ours.append(now[0] - last[0][0])
+            ours_cpu.append(now[1] - last[0][1])
+        plain_step()
+        done = (time.perf_counter(), time.process_time())
         if info.epoch >= 1:
-            marks.append(time.process_time())
+            theirs.append(done[0] - now[0])
+            theirs_cpu.append(done[1] - now[1])
+        last[:] = [done]
 
     _quiet_train(model, recipe="none", data_options={"size": size, "num_train": batch * steps, "num_test": batch},
                  epochs=2, batch_size=batch, lr=0.01, schedule="constant", eval_every=2, out=out,
-                 threads=torch.get_num_threads(), on_step=on_step)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return rows[-1]["images_per_second"], (len(marks) - 1) * batch / (marks[-1] - marks[0])
+                 threads=torch.get_num_threads(), channels_last=channels_last, on_step=on_step)
+    shutil.rmtree(out, ignore_errors=True)
+    return {"convatlas_images_per_second": len(ours) * batch / sum(ours),
+            "plain_loop_images_per_second": len(theirs) * batch / sum(theirs),
+            "convatlas_images_per_cpu_second": len(ours) * batch / sum(ours_cpu),
+            "plain_loop_images_per_cpu_second": len(theirs) * batch / sum(theirs_cpu),
+            "convatlas_images": len(ours) * batch, "convatlas_seconds": sum(ours),
+            "plain_loop_images": len(theirs) * batch, "plain_loop_seconds": sum(theirs)}
 
 
-def bench_speed(batch: int, steps: int, size: int, rounds: int, workdir: Path) -> dict:
+def bench_speed(batch: int, steps: int, size: int, rounds: int, workdir: Path,
+                models: tuple[str, ...] = ("fcn_resnet50", "unet_mini", "unet_mini+channels_last")) -> dict:
     import torchvision
 
     results = {}
-    cases = [("fcn_resnet50", 3, lambda: torchvision.models.segmentation.fcn_resnet50(
-        weights=None, weights_backbone=None, num_classes=11, aux_loss=False), "torchvision segmentation.fcn_resnet50"),
-             ("unet_mini", 1, lambda: convatlas.create_model("unet_mini"), "the same unet_mini")]
-    for name, channels, reference, what in cases:
+    fcn = lambda: torchvision.models.segmentation.fcn_resnet50(  # noqa: E731
+        weights=None, weights_backbone=None, num_classes=11, aux_loss=False)
+    unet = lambda: convatlas.create_model("unet_mini")  # noqa: E731
+    cases = [  # key, network, input channels, the plain loop's network, its name, the trainer's channels_last
+        ("fcn_resnet50", "fcn_resnet50", 3, fcn, "torchvision segmentation.fcn_resnet50", False),
+        ("unet_mini", "unet_mini", 1, unet, "the same unet_mini", False),
+        # the recipe of `convatlas train unet_mini` stores activations channels-last; the plain loop does not
+        ("unet_mini+channels_last", "unet_mini", 1, unet, "the same unet_mini", True),
+    ]
+    for key, name, channels, reference, what, channels_last in [c for c in cases if c[0] in models]:
         torch.manual_seed(0)
         x = torch.randn(batch, channels, size, size)
         y = torch.randint(0, 11, (batch, size, size))
-        plain = _plain_loop(reference(), x, y)
-        plain(steps)  # warm-up
-        ours, theirs = [], []
-        for r in range(rounds):  # alternated, so both sides see the same stretches of the machine's speed
-            theirs.append(plain(steps))
-            ours.append(_trainer_images_per_second(name, batch, steps, size, workdir, r))
-        wall_ours, wall_theirs = [w for w, _ in ours], [w for w, _ in theirs]
-        cpu_ours, cpu_theirs = [c for _, c in ours], [c for _, c in theirs]
-        ratio, cpu_ratio = max(wall_ours) / max(wall_theirs), max(cpu_ours) / max(cpu_theirs)
-        results[name] = {"baseline": what, "image_size": size, "batch_size": batch, "steps": steps,
-                         "convatlas_images_per_second": max(wall_ours), "plain_loop_images_per_second": max(wall_theirs),
-                         "convatlas_rounds": [round(v, 1) for v in wall_ours],
-                         "plain_loop_rounds": [round(v, 1) for v in wall_theirs], "ratio": ratio,
-                         "median_ratio": statistics.median(wall_ours) / statistics.median(wall_theirs),
-                         "convatlas_images_per_cpu_second": [round(v, 2) for v in cpu_ours],
-                         "plain_loop_images_per_cpu_second": [round(v, 2) for v in cpu_theirs],
-                         "cpu_ratio": cpu_ratio}
-        print(f"  {name:<13} {size}x{size}, batch {batch}: convatlas trainer {max(wall_ours):7,.1f} img/s, {what} in a "
-              f"plain loop {max(wall_theirs):7,.1f} img/s, ratio {ratio:.2f} (of the medians: "
-              f"{statistics.median(wall_ours) / statistics.median(wall_theirs):.2f}; rounds "
-              f"{', '.join(f'{v:.1f}' for v in wall_ours)} vs {', '.join(f'{v:.1f}' for v in wall_theirs)}); "
-              f"per CPU second {max(cpu_ours):.1f} vs {max(cpu_theirs):.1f}, ratio {cpu_ratio:.2f}", flush=True)
+        step = _plain_step(reference(), x, y)
+        measured = [_paired_round(name, step, batch, steps, size, workdir, r, channels_last) for r in range(rounds)]
+        ratios = [m["convatlas_images_per_second"] / m["plain_loop_images_per_second"] for m in measured]
+        cpu_ratios = [m["convatlas_images_per_cpu_second"] / m["plain_loop_images_per_cpu_second"] for m in measured]
+        ours = sum(m["convatlas_images"] for m in measured) / sum(m["convatlas_seconds"] for m in measured)
+        theirs = sum(m["plain_loop_images"] for m in measured) / sum(m["plain_loop_seconds"] for m in measured)
+        results[key] = {"baseline": what, "channels_last": channels_last, "image_size": size, "batch_size": batch, "steps": steps, "rounds": rounds,
+                         "method": "paired: a plain-loop step after each trainer step, epoch 2 timed",
+                         "convatlas_images_per_second": ours, "plain_loop_images_per_second": theirs,
+                         "ratio": ours / theirs, "round_ratios": [round(r, 3) for r in ratios],
+                         "cpu_ratio_rounds": [round(r, 3) for r in cpu_ratios], "rounds_measured": measured}
+        print(f"  {key:<23} {size}x{size}, batch {batch}, {rounds} paired rounds of {steps} steps: convatlas trainer "
+              f"{ours:7,.1f} img/s, {what} in a plain loop {theirs:7,.1f} img/s, ratio {ours / theirs:.3f} "
+              f"(rounds {', '.join(f'{r:.3f}' for r in ratios)}; per CPU second "
+              f"{', '.join(f'{r:.3f}' for r in cpu_ratios)})", flush=True)
     return results
 
 
@@ -252,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of part 2 (the others choose their own)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20, help="part 2: steps per timed round / trainer epoch")
-    parser.add_argument("--rounds", type=int, default=3, help="part 2: alternated rounds of each side")
+    parser.add_argument("--steps", type=int, default=30, help="part 2: steps per trainer epoch (paired steps per round)")
+    speed_cases = ["fcn_resnet50", "unet_mini", "unet_mini+channels_last"]
+    parser.add_argument("--speed-cases", nargs="+", default=speed_cases, choices=speed_cases,
+                        help="part 2: the cases timed")
+    parser.add_argument("--rounds", type=int, default=3, help="part 2: paired trainer runs")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--compare-epochs", type=float, default=2, help="part 3: epochs of every network")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary folder); part 4 "
@@ -271,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             threads = torch.get_num_threads()
             torch.set_num_threads(args.threads)
             print("2. training images/s: convatlas trainer vs a plain PyTorch loop", flush=True)
-            report["speed"] = bench_speed(args.batch_size, args.steps, args.image_size, args.rounds, workdir)
+            report["speed"] = bench_speed(args.batch_size, args.steps, args.image_size, args.rounds, workdir,
+                                          tuple(args.speed_cases))
             torch.set_num_threads(threads)
         if "compare" in args.parts:
             print(f"3. the notes' argument: `convatlas compare`, {args.compare_epochs:g} epochs each", flush=True)

@@ -42,14 +42,25 @@ def published_points(names: Sequence[str] | None = None) -> list[Point]:
 _COLUMNS = ("name", "family", "year", "params", "macs", "accuracy", "latency_ms", "accuracy_source")
 
 
+def write_rows(rows: Sequence[dict], columns: Sequence[str], markdown: Sequence[str], stem: str | Path) -> list[Path]:
+    """Write one table three ways: ``stem.csv`` (``columns`` of ``rows``), ``stem.md`` (the
+    given ``markdown`` lines) and ``stem.json`` (``rows``), each atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    stem = Path(stem)
+    return [
+        atomic_write_text(stem.with_suffix(".csv"), buf.getvalue()),
+        atomic_write_text(stem.with_suffix(".md"), "\n".join(markdown) + "\n"),
+        atomic_write_text(stem.with_suffix(".json"), json.dumps(list(rows), indent=2) + "\n"),
+    ]
+
+
 def write_table(points: Sequence[Point], stem: str | Path, score: str = "top-1 %") -> list[Path]:
     """Write ``stem.csv``, ``stem.md`` and ``stem.json`` with one row per point; ``score`` heads
     the markdown column of :attr:`Point.accuracy`."""
     rows = [{k: asdict(p)[k] for k in _COLUMNS} for p in points]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     md = [f"| network | family | year | params (M) | GMACs | {score} | latency ms | accuracy source |",
           "|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -57,12 +68,7 @@ def write_table(points: Sequence[Point], stem: str | Path, score: str = "top-1 %
         lat = "-" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}"
         md.append(f"| {r['name']} | {r['family']} | {r['year'] or '-'} | {r['params'] / 1e6:.3f} | "
                   f"{r['macs'] / 1e9:.3f} | {acc} | {lat} | {r['accuracy_source']} |")
-    stem = Path(stem)
-    return [
-        atomic_write_text(stem.with_suffix(".csv"), buf.getvalue()),
-        atomic_write_text(stem.with_suffix(".md"), "\n".join(md) + "\n"),
-        atomic_write_text(stem.with_suffix(".json"), json.dumps(rows, indent=2) + "\n"),
-    ]
+    return write_rows(rows, _COLUMNS, md, stem)
 
 
 def compare_published(out_dir: str | Path, names: Sequence[str] | None = None) -> dict[str, list[Path]]:

@@ -20,7 +20,7 @@ from torch import nn
 from convatlas._io import atomic_write_text
 from convatlas.analysis import summary
 from convatlas.compare.chart import Point, bubble_chart
-from convatlas.compare.published import write_table
+from convatlas.compare.published import write_rows, write_table
 from convatlas.registry import model_card
 from convatlas.tasks import load_run
 
@@ -116,14 +116,7 @@ _SEGMENTATION_COLUMNS = ("name", "family", "accuracy", "pixel_acc", "params", "m
 def _segmentation_table(rows: Sequence[ComparisonRow], stem: Path) -> list[Path]:
     """``stem.csv``/``.md``/``.json`` for segmentation rows: mIoU and pixel accuracy beside params,
     MACs, the activations one scene's forward pass writes, latency and training time."""
-    import csv
-    import io
-
     table = [{k: asdict(r)[k] for k in _SEGMENTATION_COLUMNS} for r in rows]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_SEGMENTATION_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
     md = ["| network | family | mIoU % | pixel acc % | params (M) | MMACs | activations (MiB) | ms/image | train s | epochs |",
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table:
@@ -131,11 +124,7 @@ def _segmentation_table(rows: Sequence[ComparisonRow], stem: Path) -> list[Path]
         md.append(f"| {r['name']} | {r['family']} | {r['accuracy']:.2f} | {pixel} | {r['params'] / 1e6:.3f} | "
                   f"{r['macs'] / 1e6:,.1f} | {r['activation_bytes'] / 2**20:.2f} | {r['latency_ms']:.2f} | "
                   f"{r['train_seconds']:.0f} | {r['epochs']:g} |")
-    return [
-        atomic_write_text(stem.with_suffix(".csv"), buf.getvalue()),
-        atomic_write_text(stem.with_suffix(".md"), "\n".join(md) + "\n"),
-        atomic_write_text(stem.with_suffix(".json"), json.dumps(table, indent=2) + "\n"),
-    ]
+    return write_rows(table, _SEGMENTATION_COLUMNS, md, stem)
 
 
 def _batch_for_latency(latency_ms: float, largest: int, budget_ms: float = 400.0) -> int:
@@ -174,7 +163,7 @@ def compare_runs(runs: Sequence[tuple[str, Path, bool]], out: str | Path, *, dat
         latency = measure_latency(run.model, shape, 1)
         batch = _batch_for_latency(latency, latency_batch)
         rows.append(ComparisonRow(
-            name=name, family=model_card(name.split(":")[0]).family, params=int(report.total_params),
+            name=name, family=model_card(run.config["model"]).family, params=int(report.total_params),
             macs=int(report.total_macs), accuracy=100.0 * float(summ[key]),
             top5=None if summ.get("test_top5") is None else 100.0 * float(summ["test_top5"]),
             latency_ms=latency, latency_ms_batch=measure_latency(run.model, shape, batch, repeats=5),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,9 +78,15 @@ def segmentation_loss(output: torch.Tensor | tuple, masks: torch.Tensor, *, igno
 @torch.no_grad()
 def evaluate_segmenter(model: nn.Module, pipeline: SegmentationPipeline, images: torch.Tensor, masks: torch.Tensor,
                        num_classes: int, *, ignore_index: int = 255, batch_size: int = 64, amp: bool = False,
-                       env: Dist | None = None) -> dict[str, Any]:
+                       env: Dist | None = None,
+                       refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
     """The scores of ``model`` on uint8 ``images`` and their ``masks``, from one confusion matrix
-    over all of them (each rank counts its share ``r::world``; the counts are added)."""
+    over all of them (each rank counts its share ``r::world``; the counts are added).
+
+    ``refine(logits, images) -> labels``, when given, turns each batch's float logits
+    ``(B, C, h, w)`` and its uint8 images (cropped to ``h x w`` where the network's map is smaller)
+    into refined class maps ``(B, h, w)`` - e.g. the dense CRF - scored into a second confusion
+    matrix, ``"refined_confusion"``, from the same forward passes."""
     env = env or Dist()
     device = pipeline.device
     was_training = model.training
@@ -88,6 +94,7 @@ def evaluate_segmenter(model: nn.Module, pipeline: SegmentationPipeline, images:
     index = torch.arange(env.rank, len(images), env.world_size)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, labelled pixels
+    refined = torch.zeros_like(confusion)
     for start in range(0, len(index), batch_size):
         idx = index[start:start + batch_size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -100,11 +107,20 @@ def evaluate_segmenter(model: nn.Module, pipeline: SegmentationPipeline, images:
         loss_sum += torch.stack([F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum").double(),
                                  labelled.double()])
         confusion += segmentation_confusion(class_map(logits), target, num_classes, ignore_index)
+        if refine is not None:
+            shown = images[idx]
+            if shown.shape[-2:] != logits.shape[-2:]:  # a valid-convolution U-Net scores its centre
+                shown = centre_crop(shown, logits.shape[-2:])
+            refined += segmentation_confusion(refine(logits, shown).to(device), target, num_classes, ignore_index)
     all_sum(confusion, env)
     all_sum(loss_sum, env)
     model.train(was_training)
     scores = scores_from_confusion(confusion.cpu())
-    return {"loss": float(loss_sum[0]) / max(float(loss_sum[1]), 1.0), **scores, "confusion": confusion.cpu()}
+    out = {"loss": float(loss_sum[0]) / max(float(loss_sum[1]), 1.0), **scores, "confusion": confusion.cpu()}
+    if refine is not None:
+        all_sum(refined, env)
+        out["refined_confusion"] = refined.cpu()
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,8 +232,10 @@ class SegmentationTask(Task):
         losses, logits, target = segmentation_loss(model(x), masks, ignore_index=self.ignore_index,
                                                    class_weights=self.class_weights, aux_weight=self.aux_weight)
         labelled = target != self.ignore_index
-        correct = ((class_map(logits.detach()) == target) & labelled).sum()
-        return StepOutput(losses, {"correct_pixels": correct, "pixels": labelled.sum()})
+        hit = class_map(logits.detach()) == target
+        if self.ignore_index < self.num_classes:  # else no predicted class equals the ignore index: one op less
+            hit &= labelled
+        return StepOutput(losses, {"correct_pixels": hit.sum(), "pixels": labelled.sum()})
 
     def train_metrics(self, counts: dict[str, float], seen: int) -> dict[str, float]:
         return {"pixel_acc": counts["correct_pixels"] / max(counts["pixels"], 1)}

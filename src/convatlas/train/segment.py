@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,8 +23,8 @@ from convatlas.data.formats import read_image_files
 from convatlas.data.geometry import SegmentationPipeline
 from convatlas.data.masks import load_segmentation
 from convatlas.tasks import LoadedRun, load_run
-from convatlas.metrics.segmentation import scores_from_confusion, segmentation_confusion
-from convatlas.tasks.segmentation import centre_crop, evaluate_segmenter
+from convatlas.metrics.segmentation import class_map, scores_from_confusion
+from convatlas.tasks.segmentation import evaluate_segmenter
 
 __all__ = ["SegmentationReport", "evaluate_segmentation", "SegmentationPrediction", "predict_segmentation"]
 
@@ -79,15 +79,14 @@ def evaluate_segmentation(run: str | os.PathLike | LoadedRun, *, which: str = "b
     if list(splits.classes) != list(loaded.classes):
         raise ValueError(f"dataset {splits.name!r} has classes {splits.classes[:5]}..., the run was trained on "
                          f"{loaded.classes[:5]}...; evaluate on data with the same classes")
+    options = ({} if crf is True else dict(crf)) if crf else None
     result = evaluate_segmenter(loaded.model, _pipeline(loaded), splits.test.images, splits.test.masks,
-                                len(loaded.classes), ignore_index=splits.ignore_index, batch_size=batch_size)
+                                len(loaded.classes), ignore_index=splits.ignore_index, batch_size=batch_size,
+                                refine=_crf_refiner(options) if options is not None else None)
     names = list(loaded.classes)
     refined = None
-    if crf:
-        options = {} if crf is True else dict(crf)
-        confusion = _crf_confusion(loaded.model, _pipeline(loaded), splits.test.images, splits.test.masks,
-                                   len(names), splits.ignore_index, options, batch_size)
-        scores = scores_from_confusion(confusion)
+    if options is not None:
+        scores = scores_from_confusion(result["refined_confusion"])
         refined = {"miou": scores["miou"], "pixel_acc": scores["pixel_acc"], "mean_acc": scores["mean_acc"],
                    "fwiou": scores["fwiou"], "iou": dict(zip(names, scores["iou"])), "options": options}
     return SegmentationReport(result["miou"], result["pixel_acc"], result["mean_acc"], result["fwiou"],
@@ -100,24 +99,17 @@ def _rgb(image: torch.Tensor) -> torch.Tensor:
     return image.expand(3, -1, -1).contiguous() if image.shape[0] == 1 else image
 
 
-@torch.no_grad()
-def _crf_confusion(model: torch.nn.Module, pipeline: SegmentationPipeline, images: torch.Tensor, masks: torch.Tensor,
-                   num_classes: int, ignore_index: int, options: Mapping[str, Any], batch_size: int) -> torch.Tensor:
-    """One confusion matrix over the test images of the network's labels after the dense CRF."""
+def _crf_refiner(options: Mapping[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(logits, uint8 images) -> labels`` after the dense CRF with ``options``, image by image
+    (the unary is ``-log p``, finite where ``p`` underflows)."""
     from convatlas.segmentation.crf import dense_crf
 
-    model.eval()
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        log_probs = F.log_softmax(model(pipeline.eval_input(batch)).float(), dim=1).cpu()
-        target = masks[start:start + batch_size].long()
-        if log_probs.shape[-2:] != target.shape[-2:]:  # a valid-convolution U-Net: its centre, as scored without
-            target, batch = centre_crop(target, log_probs.shape[-2:]), centre_crop(batch, log_probs.shape[-2:])
-        for b in range(len(batch)):
-            labels = dense_crf(_rgb(batch[b]), logits=log_probs[b], **options).argmax(0)
-            confusion += segmentation_confusion(labels[None], target[b][None], num_classes, ignore_index)
-    return confusion
+    def refine(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(logits.float(), dim=1).cpu()
+        return torch.stack([class_map(dense_crf(_rgb(image.cpu()), logits=lp, **options), 0)
+                            for image, lp in zip(images, log_probs)])
+
+    return refine
 
 
 @dataclass
@@ -182,12 +174,12 @@ def predict_segmentation(run: str | os.PathLike | LoadedRun, images: Sequence[st
         if logits.shape[-2:] != image.shape[-2:]:  # a valid-convolution U-Net: scale back to the image
             logits = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
         log_probs = F.log_softmax(logits.float(), dim=1)[0]  # unary -log p, finite where p underflows
-        mask = log_probs.argmax(0).cpu().numpy().astype(np.int64)
+        mask = class_map(log_probs, 0).cpu().numpy().astype(np.int64)
         refined = None
         if crf:
             from convatlas.segmentation.crf import dense_crf
 
-            refined = dense_crf(_rgb(image).cpu(), logits=log_probs.cpu()).argmax(0).numpy().astype(np.int64)
+            refined = class_map(dense_crf(_rgb(image).cpu(), logits=log_probs.cpu()), 0).numpy().astype(np.int64)
         figure = None
         if out is not None:
             figure = save_segmentation_figure(_figure_path(out, i, len(arrays)), image.cpu(), mask, loaded.classes,
