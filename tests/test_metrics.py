@@ -108,3 +108,39 @@ def test_class_map_is_argmax_with_first_index_on_ties():
     scores[:, 4] = scores[:, 7] = scores.amax(1) + 1  # a tie: the first of the two wins, as argmax's
     assert torch.equal(class_map(scores), torch.full((3, 17, 9), 4)) and torch.equal(class_map(scores), scores.argmax(1))
     assert torch.equal(class_map(scores.contiguous(memory_format=torch.channels_last)), scores.argmax(1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Box geometry
+
+
+def test_box_iou_and_area_equal_torchvision_ops():
+    from torchvision.ops import box_area as tv_area, box_iou as tv_iou
+
+    from convatlas.metrics import box_area, box_iou
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(40, 2, generator=g) * 50
+    a = torch.cat([xy, xy + torch.rand(40, 2, generator=g) * 30 + 0.5], 1)
+    xy = torch.rand(25, 2, generator=g) * 50
+    b = torch.cat([xy, xy + torch.rand(25, 2, generator=g) * 30 + 0.5], 1)
+    b[3] = a[5]  # one exact overlap: IoU 1
+    assert torch.allclose(box_area(a), tv_area(a))
+    iou = box_iou(a, b)
+    assert torch.allclose(iou, tv_iou(a, b), atol=1e-6)
+    assert iou[5, 3].item() == pytest.approx(1.0)
+    assert (iou == 0).any() and (iou > 0).any()
+
+
+def test_box_iou_of_empty_boxes_is_zero_and_finite_in_the_gradient():
+    from convatlas.metrics import box_iou
+
+    a = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+    b = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 3.0, 3.0]])
+    iou = box_iou(a, b)
+    assert iou[0, 0].item() == 0.0  # both empty: no union, no overlap
+    assert iou[1, 1].item() == pytest.approx(1 / 7)  # 1 in common of 4 + 4 - 1
+    iou.sum().backward()
+    assert torch.isfinite(a.grad).all()
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        box_iou(torch.zeros(3), b)

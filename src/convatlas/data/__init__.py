@@ -12,6 +12,7 @@ masks and boxes lives in :mod:`convatlas.data.geometry`, with :class:`Segmentati
 """
 
 from convatlas.data.augment import AugmentConfig, BatchPipeline
+from convatlas.data.boxes import BoxSet, DetectionSplits, list_detection_datasets, load_detection
 from convatlas.data.datasets import (
     DEFAULT_DATASET,
     DatasetInfo,
@@ -31,6 +32,10 @@ from convatlas.data.masks import MaskSet, SegmentationSplits, list_segmentation_
 from convatlas.data.scenes import SceneConfig, digit_scenes, scene_stats
 
 __all__ = [
+    "BoxSet",
+    "DetectionSplits",
+    "list_detection_datasets",
+    "load_detection",
     "AugmentConfig",
     "BatchPipeline",
     "DEFAULT_DATASET",

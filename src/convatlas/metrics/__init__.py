@@ -3,11 +3,12 @@
 Classification: :func:`topk_correct`, :func:`confusion_matrix`, :func:`per_class_accuracy`.
 Segmentation: :func:`segmentation_scores` (mIoU, pixel and mean accuracy, frequency-weighted IoU,
 per-class IoU) from one confusion matrix (:func:`segmentation_confusion`,
-:func:`scores_from_confusion`). (Detection's COCO/VOC mAP comes with that task.)
+:func:`scores_from_confusion`). Boxes: :func:`box_area`, :func:`box_iou` (xyxy, pixel edges).
 """
 
+from convatlas.metrics.boxes import box_area, box_intersection, box_iou
 from convatlas.metrics.classification import confusion_matrix, per_class_accuracy, topk_correct
 from convatlas.metrics.segmentation import class_map, scores_from_confusion, segmentation_confusion, segmentation_scores
 
-__all__ = ["class_map", "confusion_matrix", "per_class_accuracy", "topk_correct", "scores_from_confusion",
+__all__ = ["box_area", "box_intersection", "box_iou", "class_map", "confusion_matrix", "per_class_accuracy", "topk_correct", "scores_from_confusion",
            "segmentation_confusion", "segmentation_scores"]
