@@ -49,7 +49,7 @@ import torch
 
 from convatlas._checks import fraction, non_negative_int
 from convatlas.data import formats
-from convatlas.data.datasets import SplitsShape, channel_stats
+from convatlas.data.datasets import InstanceRows, SplitsShape, channel_stats
 from convatlas.data.masks import MaskSet, _resize_images, _resize_labels, _seeded_split, _size_pair
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _check_tensor(name: str, value: torch.Tensor, dtype: torch.dtype, shape: tup
 
 
 @dataclass
-class BoxSet:
+class BoxSet(InstanceRows):
     """One split of a detection dataset.
 
     ``images`` uint8 ``(N, C, H, W)``. Per instance, all images together: ``boxes`` float32
@@ -160,25 +160,9 @@ class BoxSet:
         return int(self.offsets[-1])
 
     @property
-    def instance_counts(self) -> torch.Tensor:
-        """Instances per image, int64 ``(N,)``."""
-        return self.offsets.diff()
-
-    @property
     def image_index(self) -> torch.Tensor:
         """The image of each instance, int64 ``(M,)``."""
         return torch.repeat_interleave(torch.arange(len(self)), self.instance_counts)
-
-    def _rows(self, i: int) -> slice:
-        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-
-    def instance_masks(self, i: int) -> torch.Tensor:
-        """bool ``(k, H, W)``: the pixels of each of image ``i``'s ``k`` instances."""
-        if self.instances is None:
-            raise ValueError("this set has no instance masks")
-        k = int(self.instance_counts[i])
-        ids = torch.arange(1, k + 1, dtype=torch.uint8)
-        return self.instances[i][None] == ids[:, None, None]
 
     def target(self, i: int) -> dict[str, torch.Tensor]:
         """Image ``i``'s instances as torchvision's detection models take them:
@@ -193,10 +177,7 @@ class BoxSet:
     def subset(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> "BoxSet":
         """The images ``indices`` (in that order) with their instances."""
         index = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        counts = self.instance_counts[index]
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-        within = torch.arange(int(offsets[-1])) - torch.repeat_interleave(offsets[:-1], counts)
-        rows = torch.repeat_interleave(self.offsets[:-1][index], counts) + within
+        offsets, rows = self._subset_rows(index)
         return BoxSet(self.images[index], self.boxes[rows], self.labels[rows], offsets,
                       self.instances[index] if self.instances is not None else None,
                       self.difficult[rows], self.iscrowd[rows],

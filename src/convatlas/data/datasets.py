@@ -84,6 +84,46 @@ class ImageSet:
         return ImageSet(self.images[index], self.labels[index])
 
 
+class InstanceRows:
+    """What a set of images with per-instance rows shares (:class:`~convatlas.data.masks.MaskSet`,
+    :class:`~convatlas.data.boxes.BoxSet`): instance ``j`` of image ``i`` is row
+    ``offsets[i] + j`` of every per-instance tensor, and ``instances`` (where there is one) is a
+    uint8 ``(N, H, W)`` id map, ``j + 1`` on that instance's pixels."""
+
+    def _offsets(self) -> torch.Tensor:
+        offsets = getattr(self, "offsets", None)
+        if offsets is None:
+            raise ValueError("this set has no instances")
+        return offsets
+
+    @property
+    def instance_counts(self) -> torch.Tensor:
+        """Instances per image, int64 ``(N,)``."""
+        return self._offsets().diff()
+
+    def _rows(self, i: int) -> slice:
+        offsets = self._offsets()
+        return slice(int(offsets[i]), int(offsets[i + 1]))
+
+    def instance_masks(self, i: int) -> torch.Tensor:
+        """bool ``(k, H, W)``: the pixels of each of image ``i``'s ``k`` instances."""
+        instances = getattr(self, "instances", None)
+        if instances is None:
+            raise ValueError("this set has no instance masks")
+        k = int(self.instance_counts[i])
+        ids = torch.arange(1, k + 1, dtype=torch.uint8)
+        return instances[i][None] == ids[:, None, None]
+
+    def _subset_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the images ``index`` (in that order): their new ``offsets`` and the rows of their
+        instances in this set."""
+        offsets = self._offsets()
+        counts = offsets.diff()[index]
+        new = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        within = torch.arange(int(new[-1])) - torch.repeat_interleave(new[:-1], counts)
+        return new, torch.repeat_interleave(offsets[:-1][index], counts) + within
+
+
 class SplitsShape:
     """What a dataset's splits say about their images (shared by classification's
     :class:`DatasetSplits` and segmentation's ``SegmentationSplits``)."""

@@ -192,10 +192,6 @@ def _class_names(path: Path) -> list[str]:
     return names
 
 
-def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in formats.IMAGE_EXTENSIONS
                   and not p.name.startswith("."))
@@ -378,19 +374,13 @@ def _voc_roots(folder: Path) -> list[Path]:
 
 
 def _top_files(folder: Path, *suffixes: str) -> list[Path]:
-    return [p for p in _visible(folder) if p.is_file() and p.suffix.lower() in suffixes]
+    return [p for p in formats.visible_entries(folder) if p.is_file() and p.suffix.lower() in suffixes]
 
 
 def find_layout(folder: str | os.PathLike) -> tuple[str, Path]:
     """``("voc" | "coco" | "yolo", root)`` of a dataset folder, or an error saying what it holds."""
     folder = Path(folder).expanduser()
-    if not folder.exists():
-        raise FileNotFoundError(f"detection dataset folder {folder} does not exist")
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder; expected {LAYOUTS}")
-    entries = _visible(folder)
-    if not entries:
-        raise ValueError(f"{folder} is empty; expected {LAYOUTS}")
+    entries = formats.dataset_folder(folder, "detection dataset", LAYOUTS)
     voc = _voc_roots(folder)
     if voc:
         return "voc", voc[0]

@@ -234,3 +234,21 @@ def image_mode_channels(path: Path) -> int:
             return 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
+
+
+def visible_entries(folder: Path) -> list[Path]:
+    """The entries of ``folder`` whose names do not start with a dot, sorted."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def dataset_folder(folder: Path, what: str, expected: str) -> list[Path]:
+    """The visible entries of a dataset ``folder``, or an error saying why it cannot be one:
+    missing, not a folder, or empty (``what`` names the kind of dataset, ``expected`` the layouts)."""
+    if not folder.exists():
+        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder; expected {expected}")
+    entries = visible_entries(folder)
+    if not entries:
+        raise ValueError(f"{folder} is empty; expected {expected}")
+    return entries

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from convatlas._checks import fraction, non_negative_int
 from convatlas._io import atomic_save
 from convatlas.data import formats
-from convatlas.data.datasets import SplitsShape, channel_stats, data_dir
+from convatlas.data.datasets import InstanceRows, SplitsShape, channel_stats, data_dir
 
 __all__ = [
     "IGNORE_INDEX",
@@ -87,7 +87,7 @@ _LOSSY = (".jpg", ".jpeg")
 
 
 @dataclass
-class MaskSet:
+class MaskSet(InstanceRows):
     """One split of a segmentation dataset.
 
     ``images`` uint8 ``(N, C, H, W)``; ``masks`` uint8 ``(N, H, W)`` class indices, 255 = ignore.
@@ -142,31 +142,11 @@ class MaskSet:
     def has_instances(self) -> bool:
         return self.offsets is not None
 
-    @property
-    def instance_counts(self) -> torch.Tensor:
-        """Instances per image, int64 ``(N,)``."""
-        if self.offsets is None:
-            raise ValueError("this set has no instances")
-        return self.offsets.diff()
-
-    def _rows(self, i: int) -> slice:
-        if self.offsets is None:
-            raise ValueError("this set has no instances")
-        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-
     def instance_boxes(self, i: int) -> torch.Tensor:
         return self.boxes[self._rows(i)]
 
     def instance_labels(self, i: int) -> torch.Tensor:
         return self.labels[self._rows(i)]
-
-    def instance_masks(self, i: int) -> torch.Tensor:
-        """bool ``(k, H, W)``: the pixels of each of image ``i``'s ``k`` instances."""
-        if self.instances is None:
-            raise ValueError("this set has no instance masks")
-        k = int(self.instance_counts[i])
-        ids = torch.arange(1, k + 1, dtype=torch.uint8)
-        return self.instances[i][None] == ids[:, None, None]
 
     def target(self, i: int) -> dict[str, torch.Tensor]:
         """Image ``i``'s instances as torchvision's detection models take them:
@@ -181,10 +161,7 @@ class MaskSet:
         instances = self.instances[index] if self.instances is not None else None
         if self.offsets is None:
             return MaskSet(self.images[index], self.masks[index], instances)
-        counts = self.instance_counts[index]
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-        within = torch.arange(int(offsets[-1])) - torch.repeat_interleave(offsets[:-1], counts)
-        rows = torch.repeat_interleave(self.offsets[:-1][index], counts) + within
+        offsets, rows = self._subset_rows(index)
         return MaskSet(self.images[index], self.masks[index], instances, self.boxes[rows], self.labels[rows],
                        offsets, {k: v[rows] for k, v in self.extra.items()})
 
@@ -349,10 +326,6 @@ _LAYOUTS = (
     "an images/ + masks/ pair (images/<stem>.jpg|png|..., masks/<stem>.png, matched by stem, "
     "optional classes.txt); or train/ and test/ (or val/) folders each holding images/ + masks/"
 )
-
-
-def _visible_entries(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def _voc_root(folder: Path) -> Path | None:
@@ -526,13 +499,7 @@ def _load_pairs(root: Path, image_size: tuple[int, int] | None, test_fraction: f
 
 
 def _load_folder(folder: Path, image_size: tuple[int, int] | None, test_fraction: float, seed: int) -> SegmentationSplits:
-    if not folder.exists():
-        raise FileNotFoundError(f"segmentation dataset folder {folder} does not exist")
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder; expected {_LAYOUTS}")
-    entries = _visible_entries(folder)
-    if not entries:
-        raise ValueError(f"{folder} is empty; expected {_LAYOUTS}")
+    entries = formats.dataset_folder(folder, "segmentation dataset", _LAYOUTS)
     voc = _voc_root(folder)
     if voc is not None:
         return _load_voc(voc, image_size, test_fraction, seed)
