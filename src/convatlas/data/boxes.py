@@ -50,7 +50,7 @@ import torch
 from convatlas._checks import fraction, non_negative_int
 from convatlas.data import formats
 from convatlas.data.datasets import InstanceRows, SplitsShape, channel_stats
-from convatlas.data.masks import MaskSet, _resize_images, _resize_labels, _seeded_split, _size_pair
+from convatlas.data.masks import MaskSet, resize_uint8_images, resize_label_maps, seeded_split, size_pair
 
 if TYPE_CHECKING:
     from convatlas.data.detection_formats import FormatRecords, ImageRecord
@@ -250,15 +250,15 @@ def _scale_boxes(boxes: torch.Tensor, size: tuple[int, int], target: tuple[int, 
 def resize_box_set(data: BoxSet, size: int | Sequence[int]) -> BoxSet:
     """Every image to ``size`` (bilinear, antialiased), the instance id maps nearest
     (``"nearest-exact"``), the boxes scaled by the same factors; the aspect ratio is not kept."""
-    target = _size_pair(size)
+    target = size_pair(size)
     h, w = data.images.shape[-2:]
     if (h, w) == target:
         return data
-    images = torch.cat([_resize_images(c, target) for c in data.images.split(512)]) if len(data) else \
+    images = torch.cat([resize_uint8_images(c, target) for c in data.images.split(512)]) if len(data) else \
         data.images.new_zeros((0, data.images.shape[1], *target))
     instances = None
     if data.instances is not None:
-        instances = _resize_labels(data.instances, target) if len(data) else data.instances.new_zeros((0, *target))
+        instances = resize_label_maps(data.instances, target) if len(data) else data.instances.new_zeros((0, *target))
     return BoxSet(images, _scale_boxes(data.boxes, (h, w), target), data.labels, data.offsets, instances,
                   data.difficult, data.iscrowd, data.names)
 
@@ -293,8 +293,8 @@ def _read_one(record: "ImageRecord", channels: int, target: tuple[int, int] | No
     size = (record.height, record.width)
     if target is not None and size != target:
         boxes = _scale_boxes(torch.from_numpy(record.boxes), size, target)
-        image = _resize_images(image[None], target)[0]
-        ids = _resize_labels(ids[None], target)[0] if ids is not None else None
+        image = resize_uint8_images(image[None], target)[0]
+        ids = resize_label_maps(ids[None], target)[0] if ids is not None else None
     return image, boxes, ids
 
 
@@ -322,12 +322,12 @@ def splits_from_records(records: "FormatRecords", image_size: int | Sequence[int
                         test_fraction: float = 0.2, seed: int = 0) -> DetectionSplits:
     """Read the images the ``records`` of a file format annotate into :class:`DetectionSplits`
     (a single split ``"all"`` is divided by a fixed seeded split)."""
-    target = _size_pair(image_size) if image_size is not None else None
+    target = size_pair(image_size) if image_size is not None else None
     notes = list(records.notes)
     parts = dict(records.splits)
     if "all" in parts:
         items = parts.pop("all")
-        train_idx, test_idx = _seeded_split(len(items), test_fraction, seed)
+        train_idx, test_idx = seeded_split(len(items), test_fraction, seed)
         parts = {"train": [items[i] for i in train_idx], "test": [items[i] for i in test_idx]}
         notes.append(f"one split in {records.root}: fixed seeded split ({test_fraction:.0%} of the images to test, "
                      f"seed {seed})")
@@ -366,8 +366,8 @@ def _load_scenes(image_size: int | Sequence[int] | None, options: dict[str, Any]
     seg = load_segmentation("digit-scenes", **options)
     train, test = BoxSet.from_mask_set(seg.train), BoxSet.from_mask_set(seg.test)
     notes, (mean, std) = list(seg.notes), (seg.mean, seg.std)
-    if image_size is not None and _size_pair(image_size) != seg.image_size:
-        target = _size_pair(image_size)
+    if image_size is not None and size_pair(image_size) != seg.image_size:
+        target = size_pair(image_size)
         train, test = resize_box_set(train, target), resize_box_set(test, target)
         mean, std = channel_stats(train.images)
         notes.append(f"{seg.image_size[0]}x{seg.image_size[1]} scenes resized to {target[0]}x{target[1]}, "
@@ -393,7 +393,7 @@ def load_detection(
     fraction("test_fraction", test_fraction)
     non_negative_int("seed", seed)
     if image_size is not None:
-        _size_pair(image_size)
+        size_pair(image_size)
     name = os.fspath(name_or_path)
     key = name.strip().lower()
     if key in _SCENE_NAMES:

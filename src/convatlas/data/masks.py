@@ -69,6 +69,10 @@ __all__ = [
     "write_mask",
     "voc_colormap",
     "resize_mask_set",
+    "resize_label_maps",
+    "resize_uint8_images",
+    "seeded_split",
+    "size_pair",
 ]
 
 IGNORE_INDEX = 255
@@ -273,7 +277,8 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor, palette
 # Sizes
 
 
-def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+def size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    """``image_size`` as ``(H, W)``: an int is a square; anything else must be two positive ints."""
     if isinstance(size, int) and not isinstance(size, bool):
         if size < 1:
             raise ValueError(f"image_size must be a positive integer or (H, W), got {size!r}")
@@ -287,28 +292,30 @@ def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-def _resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_uint8_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> uint8 ``(N, C, *size)``: bilinear, antialiased, rounded."""
     out = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-def _resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_label_maps(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, H, W)`` class or instance maps -> ``(N, *size)``, nearest pixel centre (``"nearest-exact"``)."""
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")[:, 0].to(labels.dtype)
 
 
 def resize_mask_set(data: MaskSet, size: int | Sequence[int]) -> MaskSet:
     """Every image to ``size`` (bilinear, antialiased), masks and instance ids nearest
     (``"nearest-exact"``), boxes scaled by the same factors; the aspect ratio is not kept."""
-    target = _size_pair(size)
+    target = size_pair(size)
     h, w = data.images.shape[-2:]
     if (h, w) == target:
         return data
-    images = torch.cat([_resize_images(c, target) for c in data.images.split(512)]) if len(data) else \
+    images = torch.cat([resize_uint8_images(c, target) for c in data.images.split(512)]) if len(data) else \
         data.images.new_zeros((0, data.images.shape[1], *target))
-    masks = _resize_labels(data.masks, target) if len(data) else data.masks.new_zeros((0, *target))
+    masks = resize_label_maps(data.masks, target) if len(data) else data.masks.new_zeros((0, *target))
     instances = None
     if data.instances is not None:
-        instances = _resize_labels(data.instances, target) if len(data) else data.instances.new_zeros((0, *target))
+        instances = resize_label_maps(data.instances, target) if len(data) else data.instances.new_zeros((0, *target))
     boxes = None
     if data.boxes is not None:
         scale = torch.tensor([target[1] / w, target[0] / h, target[1] / w, target[0] / h], dtype=data.boxes.dtype)
@@ -339,7 +346,7 @@ def _is_pair(folder: Path) -> bool:
     return (folder / "images").is_dir() and (folder / "masks").is_dir()
 
 
-def _seeded_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def seeded_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fixed split of ``n`` items: a seeded permutation, ``round(n * test_fraction)`` of them (at
     least one, and not all, where ``n >= 2``) to the test split; both returned sorted."""
     order = np.random.default_rng(seed).permutation(n)
@@ -378,8 +385,8 @@ def _read_pairs(pairs: list[tuple[Path, Path]], image_size: tuple[int, int] | No
             out_images.append(torch.from_numpy(image))
             out_masks.append(mask)
             continue
-        out_images.append(_resize_images(torch.from_numpy(image)[None], image_size)[0])
-        out_masks.append(_resize_labels(torch.from_numpy(mask)[None], image_size)[0].numpy())
+        out_images.append(resize_uint8_images(torch.from_numpy(image)[None], image_size)[0])
+        out_masks.append(resize_label_maps(torch.from_numpy(mask)[None], image_size)[0].numpy())
     return torch.stack(out_images), np.stack(out_masks)
 
 
@@ -405,7 +412,7 @@ def _load_voc(root: Path, image_size: tuple[int, int] | None, test_fraction: flo
         stems = sorted(p.stem for p in (root / "SegmentationClass").glob("*.png"))
         if not stems:
             raise ValueError(f"{root / 'SegmentationClass'} holds no .png masks and {lists} has no train.txt/val.txt")
-        train_idx, test_idx = _seeded_split(len(stems), test_fraction, seed)
+        train_idx, test_idx = seeded_split(len(stems), test_fraction, seed)
         ids = {"train": [stems[i] for i in train_idx], "test": [stems[i] for i in test_idx]}
         notes.append(f"no ImageSets/Segmentation/train.txt and val.txt: fixed seeded split of the masks "
                      f"({test_fraction:.0%} test, seed {seed})")
@@ -466,7 +473,7 @@ def _load_pairs(root: Path, image_size: tuple[int, int] | None, test_fraction: f
     notes: list[str] = []
     if _is_pair(root):
         pairs = _pair_files(root)
-        train_idx, test_idx = _seeded_split(len(pairs), test_fraction, seed)
+        train_idx, test_idx = seeded_split(len(pairs), test_fraction, seed)
         split_pairs = {"train": [pairs[i] for i in train_idx], "test": [pairs[i] for i in test_idx]}
         notes.append(f"one images/ + masks/ pair: fixed seeded split ({test_fraction:.0%} test, seed {seed})")
     else:
@@ -602,7 +609,7 @@ def load_segmentation(
     """
     fraction("test_fraction", test_fraction)
     non_negative_int("seed", seed)
-    size = _size_pair(image_size) if image_size is not None else None
+    size = size_pair(image_size) if image_size is not None else None
     name = os.fspath(name_or_path)
     key = name.strip().lower()
     if scene_options and key not in _SCENE_NAMES:
