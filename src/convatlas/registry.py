@@ -175,6 +175,7 @@ class ModelCard:
     top1: Published | None = None
     top5: Published | None = None
     miou: Published | None = None  # segmentation: mean intersection over union, in percent
+    map: Published | None = None  # detection: mean average precision, in percent (the source names the protocol)
     torchvision: str | None = None  # name of the torchvision builder with the same architecture
     timm: str | None = None
     aux_logits: bool = False  # returns (logits, *aux) in training mode

@@ -115,6 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(loaded, data=args.data, data_root=args.data_root, batch_size=args.batch_size, crf=args.crf)
     if loaded.task == "segmentation":
         return _print_segmentation_eval(args, loaded, report)
+    if loaded.task == "detection":
+        return _print_detection_eval(args, loaded, report)
     run_dir = _write_eval(args, loaded, report)
     png = plot_confusion(report, run_dir / "confusion.png",
                          f"{loaded.config.get('model')} on {loaded.dataset_name}: top-1 {report.top1:.2%}")
@@ -180,6 +182,40 @@ def _print_segmentation_eval(args: argparse.Namespace, loaded: Any, report: Any)
     return 0
 
 
+def _print_detection_eval(args: argparse.Namespace, loaded: Any, report: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from convatlas.viz.detection import plot_precision_recall
+
+    run_dir = _write_eval(args, loaded, report)
+    png = plot_precision_recall(report.curves, report.classes, run_dir / "precision_recall.png", ap=report.ap50,
+                                title=f"{loaded.config.get('model')} on {loaded.dataset_name}: precision-recall at "
+                                      f"IoU 0.5 (VOC07 mAP {report.map_voc07:.3f})")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+
+    def pct(value: float) -> str:
+        return "n/a" if value < 0 else f"{value:.2%}"
+
+    console = Console()
+    console.print(f"[bold]{loaded.config.get('model')}[/bold] ({loaded.checkpoint.name}, epoch {loaded.epoch}) on "
+                  f"{report.count} test images of {loaded.dataset_name}: COCO mAP@[.5:.95] "
+                  f"[bold]{pct(report.map)}[/bold], AP50 {pct(report.map50)}, AP75 {pct(report.map75)}; "
+                  f"VOC07 11-point mAP {pct(report.map_voc07)}, VOC2010+ area mAP {pct(report.map_voc)}")
+    console.print("COCO: " + ", ".join(f"{k} {pct(v)}" for k, v in report.coco.items()
+                                        if k not in ("map", "map_50", "map_75")))
+    table = Table(title="per-class AP")
+    for column in ("class", "AP@[.5:.95]", "AP50 (VOC07)"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in report.classes[1:]:
+        table.add_row(name, pct(report.ap[name]), pct(report.ap50[name]))
+    console.print(table)
+    console.print(f"precision-recall curves: {png}\nfigures: {run_dir / 'eval.json'}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from convatlas.train import load_run, predict
 
@@ -195,8 +231,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
                    if p.refined is not None else "")
             print(f"{p.source}: {shares}{crf}" + (f" -> {p.figure}" if p.figure else ""))
         return 0
+    if loaded.task == "detection":
+        if args.crf:
+            raise CliError(f"--crf refines class maps of segmentation runs; {args.run_dir} is a detection run")
+        predictions = predict(loaded, args.images, out=args.out, score_threshold=args.score_threshold)
+        if args.json:
+            print(json.dumps([p.to_dict() for p in predictions], indent=2))
+            return 0
+        for p in predictions:
+            found = ", ".join(f"{c} {s:.2f} at {[round(v) for v in b]}" for b, c, s in zip(p.boxes, p.labels, p.scores))
+            print(f"{p.source}: {found or 'nothing'}" + (f" -> {p.figure}" if p.figure else ""))
+        return 0
     if args.crf or args.out:
-        raise CliError(f"--crf and -o draw class maps of segmentation runs; {args.run_dir} is a {loaded.task} run")
+        raise CliError(f"--crf and -o draw class maps or boxes of segmentation and detection runs; {args.run_dir} "
+                       f"is a {loaded.task} run")
     predictions = predict(loaded, args.images, topk=args.topk)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
@@ -253,7 +301,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("eval", help="evaluate a run: top-1, top-5, per-class accuracy, confusion matrix "
-                                    "(segmentation: mIoU, pixel and mean accuracy, fwIoU, per-class IoU)")
+                                    "(segmentation: mIoU, pixel and mean accuracy, fwIoU, per-class IoU; "
+                                    "detection: COCO and VOC mAP, per-class AP, precision-recall curves)")
     p.add_argument("run_dir")
     p.add_argument("--which", default="best", help="checkpoint: best, last or a path (default: best)")
     p.add_argument("--data", help="evaluate on this dataset's test split instead of the run's")
@@ -264,12 +313,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                       "(DeepLab v2's parameters)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of image files with a trained run (segmentation: class maps)")
+    p = sub.add_parser("predict", help="top-k classes of image files with a trained run (segmentation: class maps; "
+                                       "detection: boxes)")
     p.add_argument("run_dir")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("-o", "--out", metavar="FIGURE", help="segmentation: draw image and prediction into this "
+    p.add_argument("-o", "--out", metavar="FIGURE", help="segmentation and detection: draw image and prediction "
+                                                          "(class map, or boxes with classes and scores) into this "
                                                           ".png/.svg/.pdf (numbered per image when several)")
+    p.add_argument("--score-threshold", type=float, default=0.5,
+                   help="detection: keep the boxes scoring at least this (default 0.5)")
     p.add_argument("--crf", action="store_true", help="segmentation: refine the prediction with the dense CRF")
     p.add_argument("--which", default="best", help="checkpoint: best, last or a path (default: best)")
     p.add_argument("--json", action="store_true")

@@ -433,9 +433,10 @@ class SegmentationPipeline:
         return x
 
     def augment_batch(self, images: torch.Tensor, masks: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
-                      box_index: torch.Tensor | None = None) -> SegmentationBatch:
+                      box_index: torch.Tensor | None = None, box_min_size: float = 0.0) -> SegmentationBatch:
         """Augment a uint8 batch and, by the same maps, its masks ``(N, H, W)`` and boxes ``(M, 4)``
-        (``box_index`` ``(M,)``: the image of each box)."""
+        (``box_index`` ``(M,)``: the image of each box; a moved box is clipped to the image and
+        dropped when its width or height is ``box_min_size`` pixels or less)."""
         a = self.augment
         x = self._float(images)
         in_size = tuple(x.shape[-2:])
@@ -456,7 +457,7 @@ class SegmentationPipeline:
             if out_masks is not None:
                 out_masks = warp_masks(out_masks, theta, size=out, fill=self.ignore_index)
             if boxes is not None:
-                kept, keep = warp_boxes(boxes, theta, in_size, out, index=box_index)
+                kept, keep = warp_boxes(boxes, theta, in_size, out, index=box_index, min_size=box_min_size)
                 kept_index = box_index[keep]
         return SegmentationBatch(self._finish(x), out_masks,
                                  kept, kept_index, keep, theta)

@@ -51,7 +51,7 @@ from torch import nn
 from convatlas._checks import positive_int, positive_number
 from convatlas.metrics.boxes import box_area
 
-__all__ = ["MultiScaleRoIAlign", "roi_align", "roi_pool", "rois_from_boxes"]
+__all__ = ["MultiScaleRoIAlign", "RoIPool", "roi_align", "roi_pool", "rois_from_boxes"]
 
 
 def _pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
@@ -295,3 +295,32 @@ class MultiScaleRoIAlign(nn.Module):
             if mine.numel():
                 output[mine] = roi_align(fmap, rois[mine], spatial_scale=scale, **align)
         return output
+
+
+class RoIPool(nn.Module):
+    """Fast R-CNN's RoI Pool over one feature map, called as :class:`MultiScaleRoIAlign` is:
+    ``forward(features, boxes, image_sizes)`` with ``features`` a dict or sequence holding one map
+    (the first of ``featmap_names``, or the only one), ``boxes`` one ``(K_i, 4)`` xyxy tensor per
+    image. The scale (1 / stride) is inferred as the power of 2 nearest the map's size over the
+    image's, as for RoI Align (VGG-16's conv5_3: 1/16)."""
+
+    def __init__(self, featmap_names: Sequence[str] | None, output_size: int | Sequence[int]):
+        super().__init__()
+        self.featmap_names = list(featmap_names) if featmap_names is not None else None
+        self.output_size = _pair("output_size", output_size)
+
+    def extra_repr(self) -> str:
+        return f"featmap_names={self.featmap_names}, output_size={self.output_size}"
+
+    def forward(self, features: Mapping[str, torch.Tensor] | Sequence[torch.Tensor], boxes: Sequence[torch.Tensor],
+                image_sizes: Sequence[Sequence[int]]) -> torch.Tensor:
+        if isinstance(features, Mapping):
+            names = self.featmap_names or list(features)
+            if names[0] not in features:
+                raise ValueError(f"feature map {names[0]!r} is not among the features given ({list(features)})")
+            fmap = features[names[0]]
+        else:
+            fmap = list(features)[0]
+        largest = (max(int(s[0]) for s in image_sizes), max(int(s[1]) for s in image_sizes))
+        rois = rois_from_boxes(list(boxes)).to(device=fmap.device, dtype=fmap.dtype)
+        return roi_pool(fmap, rois, self.output_size, spatial_scale=_infer_scale(fmap.shape[-2:], largest))

@@ -10,13 +10,19 @@ __all__ = ["Display", "format_values"]
 
 
 def format_values(values: Mapping[str, float | None], percent: tuple[str, ...] = ()) -> str:
-    """``loss 0.1234  acc 97.10%``: fractions named in ``percent`` as percentages."""
+    """``loss 0.1234  acc 97.10%``: fractions named in ``percent`` as percentages (``n/a`` where
+    one is undefined, -1: COCO's AP of a size no object has). ``train_`` and ``test_`` prefixes
+    are dropped, and ``loss_`` before a loss term (``train_loss_box_reg`` -> ``box_reg``)."""
     parts = []
     for key, value in values.items():
         if value is None:
             continue
-        name = key.rsplit("_", 1)[-1] if key.startswith(("train_", "test_")) else key
-        parts.append(f"{name} {value:.2%}" if name in percent else f"{name} {value:.4f}")
+        name = key.split("_", 1)[1] if key.startswith(("train_", "test_")) else key
+        shown = name[len("loss_"):] if name.startswith("loss_") else name
+        if name in percent:
+            parts.append(f"{shown} {value:.2%}" if value >= 0 else f"{shown} n/a")
+        else:
+            parts.append(f"{shown} {value:.4f}")
     return "  ".join(parts)
 
 

@@ -27,13 +27,16 @@ a little smaller (Inception's 299 input gives 8x8 at 32, LeNet-5's C1 is 28x28 a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["FeatureInfo", "feature_info", "FeatureExtractor", "forward_intermediates"]
+from convatlas.registry import build_meta, get_builder, list_models, model_card
+
+__all__ = ["FeatureInfo", "feature_info", "FeatureExtractor", "forward_intermediates", "zoo_backbone", "stages_at",
+           "classification_model"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +146,87 @@ def forward_intermediates(
     """``model``'s feature maps of ``stages`` (default: all) for input ``x``, as
     ``{stage: tensor}`` in forward order; the classifier does not run."""
     return FeatureExtractor(model, None if stages is None else list(stages))(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Zoo networks as backbones.
+
+
+def classification_model(name: str, role: str, num_classes: int | None = None) -> tuple[str, nn.Module]:
+    """``(registered name, network)``: the classification network ``name`` built for
+    ``num_classes`` (default: its card's). A name that is not a registered classification network
+    raises an error that lists the names that are; ``role`` says what it was for."""
+    names = list_models(task="classification")
+    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    if key not in names:
+        raise ValueError(
+            f"{role} must be the name of a registered classification network, got {name!r}; "
+            f"choices: {', '.join(names)}"
+        )
+    classes = model_card(key).default_num_classes if num_classes is None else num_classes
+    return key, get_builder(key)(num_classes=classes)
+
+
+def stages_at(info: Sequence[FeatureInfo], reductions: Sequence[int], name: str) -> list[str]:
+    """The stage names of ``info`` at each of ``reductions`` (the last declared one where several
+    share a reduction); an error naming the network's stages if one is missing."""
+    chosen = []
+    for reduction in reductions:
+        found = [i.stage for i in info if i.reduction == reduction]
+        if not found:
+            stages = ", ".join(f"{i.stage} (/{i.reduction}, {i.channels} ch)" for i in info)
+            raise ValueError(
+                f"backbone {name!r} has no stage at reduction {reduction} (needed: "
+                f"{', '.join(f'/{r}' for r in reductions)}); its stages are: {stages}"
+            )
+        chosen.append(found[-1])
+    return chosen
+
+
+def _modules_run(model: nn.Module, stages: Sequence[str], input_size: Sequence[int]) -> set[str]:
+    """Names of the submodules of ``model`` that run when a FeatureExtractor over ``stages`` does."""
+    ran: set[str] = set()
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: ran.add(n)) for n, m in model.named_modules()]
+    try:
+        with torch.no_grad():
+            FeatureExtractor(model, stages)(torch.empty(1, *input_size, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran
+
+
+def zoo_backbone(
+    name: str,
+    stages: Sequence[str] | Callable[[Sequence[FeatureInfo]], Sequence[str]],
+    *,
+    prepare: Callable[[nn.Module], None] | None = None,
+) -> FeatureExtractor:
+    """Registered classification network ``name`` as a backbone returning the maps of ``stages``
+    (names, or a function of its ``feature_info`` that picks them).
+
+    ``prepare`` changes the freshly built network first (e.g. :func:`dilate_resnet`). The layers
+    that no longer run (global pooling, classifier: everything after the last stage) are replaced
+    by ``nn.Identity``, so their parameters neither count nor wait for gradients; they are found by
+    running a meta-device copy once.
+    """
+    key, model = classification_model(name, "backbone")
+    ghost = build_meta(key)
+    if prepare is not None:
+        prepare(model)
+        prepare(ghost)
+    if callable(stages):
+        stages = list(stages(model.feature_info))
+    extractor = FeatureExtractor(model, stages)
+    ran = _modules_run(ghost, stages, model_card(key).input_size)
+    removed: list[str] = []
+    for module_name, module in list(model.named_modules()):
+        if not module_name or module_name in ran or any(module_name.startswith(r + ".") for r in removed):
+            continue
+        if next(module.parameters(), None) is None and next(module.buffers(), None) is None:
+            continue
+        parent_name, _, child = module_name.rpartition(".")
+        model.get_submodule(parent_name)._modules[child] = nn.Identity()
+        removed.append(module_name)
+    extractor.removed = tuple(removed)
+    return extractor

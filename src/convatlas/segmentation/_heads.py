@@ -5,8 +5,8 @@
 * :func:`crop` and :func:`fit_to_size`: bring a score map to the size of another;
 * :class:`CoordMap` and :func:`coord_map`: where a pixel of a feature map sits in the input, the
   algebra behind FCN's crop offsets (Caffe's ``coord_map.py``);
-* :func:`zoo_backbone` and :func:`stages_at`: a classification network of the zoo as a backbone
-  (:class:`~convatlas.models.features.FeatureExtractor`), without its now unused classifier;
+* :func:`zoo_backbone` and :func:`stages_at` (from :mod:`convatlas.models.features`, shared with
+  detection): a classification network of the zoo as a backbone, without its now unused classifier;
 * :func:`dilate_resnet`: trade a ResNet's last strides for dilation (output stride 8).
 """
 
@@ -22,8 +22,8 @@ from torch import nn
 
 from convatlas._checks import positive_int
 from convatlas.layers.special import bilinear_kernel
-from convatlas.models.features import FeatureExtractor, FeatureInfo
-from convatlas.registry import build_meta, get_builder, list_models, model_card
+from convatlas.models.features import (FeatureExtractor, FeatureInfo, classification_model, stages_at,
+                                       zoo_backbone)
 
 __all__ = [
     "BilinearUpsample",
@@ -145,90 +145,6 @@ def coord_map(layers: Iterable[nn.Module]) -> CoordMap:
     for layer in layers:
         total = total.then(_layer_map(layer))
     return total
-
-
-# --------------------------------------------------------------------------------------------
-# Zoo networks as backbones.
-
-
-def classification_model(name: str, role: str, num_classes: int | None = None) -> tuple[str, nn.Module]:
-    """``(registered name, network)``: the classification network ``name`` built for
-    ``num_classes`` (default: its card's). A name that is not a registered classification network
-    raises an error that lists the names that are; ``role`` says what it was for."""
-    names = list_models(task="classification")
-    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in names:
-        raise ValueError(
-            f"{role} must be the name of a registered classification network, got {name!r}; "
-            f"choices: {', '.join(names)}"
-        )
-    classes = model_card(key).default_num_classes if num_classes is None else num_classes
-    return key, get_builder(key)(num_classes=classes)
-
-
-def stages_at(info: Sequence[FeatureInfo], reductions: Sequence[int], name: str) -> list[str]:
-    """The stage names of ``info`` at each of ``reductions`` (the last declared one where several
-    share a reduction); an error naming the network's stages if one is missing."""
-    chosen = []
-    for reduction in reductions:
-        found = [i.stage for i in info if i.reduction == reduction]
-        if not found:
-            stages = ", ".join(f"{i.stage} (/{i.reduction}, {i.channels} ch)" for i in info)
-            raise ValueError(
-                f"backbone {name!r} has no stage at reduction {reduction} (needed: "
-                f"{', '.join(f'/{r}' for r in reductions)}); its stages are: {stages}"
-            )
-        chosen.append(found[-1])
-    return chosen
-
-
-def _modules_run(model: nn.Module, stages: Sequence[str], input_size: Sequence[int]) -> set[str]:
-    """Names of the submodules of ``model`` that run when a FeatureExtractor over ``stages`` does."""
-    ran: set[str] = set()
-    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: ran.add(n)) for n, m in model.named_modules()]
-    try:
-        with torch.no_grad():
-            FeatureExtractor(model, stages)(torch.empty(1, *input_size, device="meta"))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return ran
-
-
-def zoo_backbone(
-    name: str,
-    stages: Sequence[str] | Callable[[Sequence[FeatureInfo]], Sequence[str]],
-    *,
-    prepare: Callable[[nn.Module], None] | None = None,
-) -> FeatureExtractor:
-    """Registered classification network ``name`` as a backbone returning the maps of ``stages``
-    (names, or a function of its ``feature_info`` that picks them).
-
-    ``prepare`` changes the freshly built network first (e.g. :func:`dilate_resnet`). The layers
-    that no longer run (global pooling, classifier: everything after the last stage) are replaced
-    by ``nn.Identity``, so their parameters neither count nor wait for gradients; they are found by
-    running a meta-device copy once.
-    """
-    key, model = classification_model(name, "backbone")
-    ghost = build_meta(key)
-    if prepare is not None:
-        prepare(model)
-        prepare(ghost)
-    if callable(stages):
-        stages = list(stages(model.feature_info))
-    extractor = FeatureExtractor(model, stages)
-    ran = _modules_run(ghost, stages, model_card(key).input_size)
-    removed: list[str] = []
-    for module_name, module in list(model.named_modules()):
-        if not module_name or module_name in ran or any(module_name.startswith(r + ".") for r in removed):
-            continue
-        if next(module.parameters(), None) is None and next(module.buffers(), None) is None:
-            continue
-        parent_name, _, child = module_name.rpartition(".")
-        model.get_submodule(parent_name)._modules[child] = nn.Identity()
-        removed.append(module_name)
-    extractor.removed = tuple(removed)
-    return extractor
 
 
 def backbone_taps(backbone: FeatureExtractor) -> tuple[nn.ModuleDict, list[FeatureInfo]]:

@@ -51,12 +51,19 @@ def evaluate(run: str | os.PathLike | LoadedRun, *, which: str = "best", data: s
     """Top-1/top-5, per-class accuracy and confusion matrix of a run on its test split
     (or on the test split of ``data``, which must have the same classes). A segmentation run gives
     a :class:`~convatlas.train.segment.SegmentationReport` (mIoU, pixel accuracy, ...), with the
-    scores after the dense CRF too when ``crf`` is given (True or the CRF's arguments)."""
+    scores after the dense CRF too when ``crf`` is given (True or the CRF's arguments); a detection
+    run a :class:`~convatlas.train.detect.DetectionReport` (COCO and VOC mAP, per-class AP)."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
     if loaded.task == "segmentation":
         from convatlas.train.segment import evaluate_segmentation
 
         return evaluate_segmentation(loaded, data=data, data_root=data_root, batch_size=min(batch_size, 32), crf=crf)
+    if loaded.task == "detection":
+        from convatlas.train.detect import evaluate_detection
+
+        if crf:
+            raise ValueError(f"the CRF refines class maps of segmentation runs; {loaded.run_dir} is a detection run")
+        return evaluate_detection(loaded, data=data, data_root=data_root, batch_size=min(batch_size, 64))
     if crf:
         raise ValueError(f"the CRF refines class maps of segmentation runs; {loaded.run_dir} is a {loaded.task} run")
     config = loaded.config
@@ -120,11 +127,12 @@ class Prediction:
 @torch.no_grad()
 def predict(run: str | os.PathLike | LoadedRun, images: Sequence[str | os.PathLike] | torch.Tensor, *, topk: int = 5,
             which: str = "best", device: str | torch.device = "cpu", crf: bool = False,
-            out: str | os.PathLike | None = None) -> list[Any]:
+            out: str | os.PathLike | None = None, score_threshold: float = 0.5) -> list[Any]:
     """Top-``topk`` classes with probabilities for image files (or a uint8 (N, C, H, W) tensor);
     for a segmentation run, each image's class map
     (:func:`~convatlas.train.segment.predict_segmentation`: ``crf`` refines it with the dense CRF,
-    ``out`` draws it over the image).
+    ``out`` draws it over the image); for a detection run, each image's boxes scoring at least
+    ``score_threshold`` (:func:`~convatlas.train.detect.predict_detection`; ``out`` draws them).
 
     Files are read in the model's channels (grey or RGB), brought to the run's image size as in
     training (resized and centre-cropped, or padded) and normalised as in training.
@@ -134,6 +142,12 @@ def predict(run: str | os.PathLike | LoadedRun, images: Sequence[str | os.PathLi
         from convatlas.train.segment import predict_segmentation
 
         return predict_segmentation(loaded, images, crf=crf, out=out)
+    if loaded.task == "detection":
+        from convatlas.train.detect import predict_detection
+
+        if crf:
+            raise ValueError(f"the CRF refines class maps of segmentation runs; {loaded.run_dir} is a detection run")
+        return predict_detection(loaded, images, out=out, score_threshold=score_threshold)
     if crf or out is not None:
         raise ValueError("crf and out draw class maps: they are for segmentation runs; "
                          f"{loaded.run_dir} is a {loaded.task} run")

@@ -27,12 +27,14 @@ from convatlas.engine.checkpoint import load_checkpoint as _read_checkpoint
 from convatlas.engine.distributed import broadcast
 from convatlas.registry import create_model, model_card
 from convatlas.tasks import ClassificationTask, prepare_data
+from convatlas.tasks.detection import DetectionTask, prepare_detection_data
 from convatlas.tasks.segmentation import SegmentationTask, prepare_segmentation_data
 from convatlas.train.config import RESUME_OVERRIDABLE, TrainConfig, load_recipe
 
 __all__ = ["train", "TrainResult", "TrainingDiverged", "StepInfo", "load_checkpoint", "resolve_config"]
 
 DEFAULT_SEGMENTATION_DATA = "digit-scenes"  # what a segmentation network trains on when no data is named
+DEFAULT_DATA = {"segmentation": DEFAULT_SEGMENTATION_DATA, "detection": "digit-scenes"}
 NO_RECIPE = "none"  # recipe="none": the neutral defaults, even where the card names a recipe
 
 
@@ -81,8 +83,8 @@ def resolve_config(model: str | None = None, recipe: str | os.PathLike | None = 
         recipe = model_card(values["model"]).recipe  # unknown model: UnknownModelError with close names
     used = None if recipe is None or str(recipe) == NO_RECIPE else recipe
     merged = {**(load_recipe(used) if used is not None else {}), **values}
-    if "data" not in merged and merged.get("model") and model_card(merged["model"]).task == "segmentation":
-        merged["data"] = DEFAULT_SEGMENTATION_DATA
+    if "data" not in merged and merged.get("model") and model_card(merged["model"]).task in DEFAULT_DATA:
+        merged["data"] = DEFAULT_DATA[model_card(merged["model"]).task]
     cfg = TrainConfig.from_dict(merged)
     if not cfg.model:
         raise ValueError("no model given: name one (e.g. train('lenet5'), `convatlas train lenet5`); "
@@ -203,7 +205,24 @@ def _prepare_segmentation(card: Any, cfg: TrainConfig) -> _Prepared:
                      len(splits.test.images), f"{data.channels}x{h}x{w}", data.notes)
 
 
-_PREPARE = {"classification": _prepare_classification, "segmentation": _prepare_segmentation}
+def _prepare_detection(card: Any, cfg: TrainConfig) -> _Prepared:
+    if cfg.class_weights is not None or cfg.aux_weight is not None:
+        raise ValueError(f"class_weights and aux_weight are segmentation/classification settings; {card.name} is a "
+                         f"detector and weighs its own loss terms")
+    data = prepare_detection_data(card.name, cfg.data, image_size=cfg.image_size, num_classes=cfg.num_classes,
+                                  options=cfg.data_options, root=cfg.data_root)
+    splits = data.splits
+    h, w = data.image_size
+    cfg = cfg.replace(model=card.name, num_classes=len(splits.classes), image_size=h if h == w else cfg.image_size)
+    task = DetectionTask(data, cfg.segment_augment)
+    facts = {"in_channels": data.channels, "data_channels": int(splits.train.images.shape[1]), "image_size": h,
+             "image_shape": [h, w], "mean": list(data.mean), "std": list(data.std), "dataset": splits.name}
+    return _Prepared(task, cfg, len(splits.classes), list(splits.classes), facts, len(splits.train),
+                     len(splits.test), f"{data.channels}x{h}x{w}", data.notes)
+
+
+_PREPARE = {"classification": _prepare_classification, "segmentation": _prepare_segmentation,
+            "detection": _prepare_detection}
 
 
 def _train(cfg: TrainConfig, used_recipe: str | None, env: Dist, out: Any, checkpoint: dict[str, Any] | None,
