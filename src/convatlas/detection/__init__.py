@@ -1,5 +1,10 @@
 """Object detection, as the notes teach it: the box toolkit first (boxes, anchors, matching and
-sampling, RoI Pool and RoI Align), the detectors built on it.
+sampling, RoI Pool and RoI Align), then the notes' progression - one object as classification plus
+localisation (:mod:`~convatlas.detection.localization`), the sliding window
+(:mod:`~convatlas.detection.sliding_window`), region proposals by selective search
+(:mod:`~convatlas.detection.selective_search`), and Faster R-CNN's region proposal network and
+Fast R-CNN head (:mod:`~convatlas.detection.rpn`, :mod:`~convatlas.detection.faster_rcnn`), whose
+networks register themselves (``task="detection"``).
 
 Boxes are ``(N, 4)`` xyxy tensors in pixel-edge coordinates throughout (:mod:`convatlas.metrics.boxes`).
 """
@@ -10,12 +15,18 @@ from convatlas.detection.anchors import AnchorGenerator, base_anchors, cell_anch
 from convatlas.detection.boxes import (BoxCoder, batched_nms, box_area, box_convert, box_intersection, box_iou,
                                        clip_boxes, generalized_box_iou, nms, remove_small_boxes)
 from convatlas.detection.roi import MultiScaleRoIAlign, RoIPool, roi_align, roi_pool, rois_from_boxes
+# selective_search (the function) stays in its module: exported here it would hide the module of the same name
 from convatlas.detection.rpn import ProposalSettings, RegionProposalNetwork, RPNHead
+from convatlas.detection.localization import Localizer, evaluate_localizer, localization_loss, train_localizer
 from convatlas.detection.sampling import BalancedSampler, Matcher
+from convatlas.detection.selective_search import average_best_overlap, proposal_recall
+from convatlas.detection.sliding_window import SlidingWindowDetector, train_window_classifier, window_count
 
 __all__ = ["AnchorGenerator", "BalancedSampler", "BoxCoder", "DetectionSettings", "FastRCNNPredictor", "FasterRCNN",
            "Matcher", "MultiScaleRoIAlign", "ProposalSettings", "RPNHead", "RegionProposalNetwork", "RoIHeads",
-           "RoIPool", "TwoMLPHead", "base_anchors", "fast_rcnn_loss",
+           "RoIPool", "SlidingWindowDetector", "TwoMLPHead", "Localizer", "average_best_overlap", "base_anchors",
+           "evaluate_localizer", "fast_rcnn_loss", "localization_loss", "proposal_recall",
+           "train_localizer", "train_window_classifier", "window_count",
            "batched_nms", "box_area", "box_convert", "box_intersection", "box_iou", "cell_anchors", "clip_boxes",
            "generalized_box_iou", "grid_anchors", "nms", "remove_small_boxes", "roi_align", "roi_pool",
            "rois_from_boxes"]

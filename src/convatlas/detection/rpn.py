@@ -163,17 +163,20 @@ class RegionProposalNetwork(nn.Module):
         index = torch.cat(chosen, 1)
         rows = torch.arange(n, device=logits.device)[:, None]
         boxes, logits, level = boxes[rows, index], logits[rows, index], level[index]
-        probs = torch.sigmoid(logits)
+        probs = torch.sigmoid(logits).reshape(-1)
+        boxes = clip_boxes(boxes.reshape(-1, 4), image_size)
+        image = torch.arange(n, device=logits.device).repeat_interleave(index.shape[1])
+        group = image * len(per_level) + level.reshape(-1)  # NMS per image and level, all in one call
+        keep = remove_small_boxes(boxes, s.min_size)
+        keep = keep[probs[keep] >= s.score_thresh]
+        boxes, probs, group, image = boxes[keep], probs[keep], group[keep], image[keep]
+        keep = batched_nms(boxes, probs, group, s.nms_thresh)  # by decreasing score over all images
+        keep = keep[torch.sort(image[keep], stable=True).indices]  # image by image, by score within each
+        counts = torch.bincount(image[keep], minlength=n).tolist()
         kept_boxes, kept_scores = [], []
-        for b, p, lv in zip(boxes, probs, level):
-            b = clip_boxes(b, image_size)
-            keep = remove_small_boxes(b, s.min_size)
-            b, p, lv = b[keep], p[keep], lv[keep]
-            keep = torch.where(p >= s.score_thresh)[0]
-            b, p, lv = b[keep], p[keep], lv[keep]
-            keep = batched_nms(b, p, lv, s.nms_thresh)[:post]
-            kept_boxes.append(b[keep])
-            kept_scores.append(p[keep])
+        for chosen in keep.split(counts):
+            kept_boxes.append(boxes[chosen[:post]])
+            kept_scores.append(probs[chosen[:post]])
         return kept_boxes, kept_scores
 
     def assign_targets(self, anchors: Sequence[torch.Tensor],

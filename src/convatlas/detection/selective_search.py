@@ -17,7 +17,9 @@ region is left. Every region ever made (the initial ones included) gives a box.
 * colour: one 25-bin histogram per colour channel, L1-normalised over all channels together,
   ``s_colour = sum_k min(c_i^k, c_j^k)`` (histogram intersection);
 * texture: Gaussian derivatives with ``sigma = 1`` in eight orientations per colour channel, one
-  10-bin histogram per orientation and channel, L1-normalised, histogram intersection;
+  10-bin histogram per orientation and channel, L1-normalised, histogram intersection (read here as
+  the positive part of the directional derivative at 0, 45, ..., 315 degrees, binned up to the
+  channel's largest response);
 * size: ``s_size = 1 - (size(r_i) + size(r_j)) / size(im)`` - small regions merge early;
 * fill: ``s_fill = 1 - (size(BB_ij) - size(r_i) - size(r_j)) / size(im)`` with ``BB_ij`` the box
   around both - regions that fill each other's gaps merge early.
@@ -25,7 +27,7 @@ region is left. Every region ever made (the initial ones included) gives a box.
 A merged region's histograms are the size-weighted average of its parts,
 ``C_t = (size(r_i) C_i + size(r_j) C_j) / (size(r_i) + size(r_j))``, so no pixel is read again.
 
-**Diversification** (Sec. 3.4): colour spaces, ``k`` of the initial segmentation, and the set of
+**Diversification** (Sec. 3.2): colour spaces, ``k`` of the initial segmentation, and the set of
 similarity measures; every combination is one strategy. The presets are the paper's Table 5:
 
 ============ ========================== ========================= ================
@@ -37,16 +39,16 @@ mode         colour spaces              similarities              k
 ============ ========================== ========================= ================
 
 (the paper, on Pascal VOC 2007 test: "fast" 2,134 boxes per image, recall 98.0% at IoU 0.5, MABO
-0.804; "quality" 10,097 boxes, 99.1%, 0.879). RGB is offered besides (``colour_spaces=("rgb", ...)``). On a grey image
-every colour space reduces to intensity (HSV: H = S = 0, V = I; Lab: a = b = 0; rgI: r = g = 1/3),
-so a grey image is searched in intensity ``i`` alone and the strategies differ in ``k`` and the
-similarities only.
+0.804; "quality" 10,097 boxes, 99.1%, 0.879). RGB is offered besides (``colour_spaces=("rgb", ...)``).
+On a grey image every colour space reduces to intensity (HSV: H = S = 0, V = I; Lab: a = b = 0;
+rgI: r = g = 1/3), so a grey image is searched in intensity ``i`` alone and the strategies differ in
+``k`` and the similarities only.
 
 **Ranking** (Sec. 3.3): in each strategy, the region made last (the whole image) has position 1,
 the one made before it 2, and so on down to the initial regions; a region's value is ``RND x
 position`` with ``RND`` uniform in [0, 1) (seeded); all strategies' boxes are sorted by value,
-and only then are lower-ranked duplicates removed ("if multiple grouping strategies suggest the
-same box location, it is likely to come from a visually coherent part of the image").
+and only then are lower-ranked duplicates removed, so that a box several strategies agree on has
+several chances of a high rank.
 
 **Measures** (Sec. 4): recall at IoU >= 0.5 (the Pascal criterion) and the average best overlap
 ``ABO = 1/|G| sum_{g in G} max_{l in L} IoU(g, l)``; its mean over classes is the paper's MABO.
