@@ -22,6 +22,10 @@ FasterRCNN, and torchvision's mAP after the same training time - in one run.
    quarter) laid over the wall-clock budget - part 1's training seconds - instead of over steps;
    then scored on the 1,000 test scenes with :func:`convatlas.metrics.mean_average_precision`
    (score threshold 0.05, as ours). The goal: convatlas's mAP@0.5 >= torchvision's.
+4. **RoI Align against RoI Pool** (``roi``). ``convatlas train faster_rcnn_mini --variant
+   roi_pool=pool`` (Fast R-CNN's quantised max pooling) with the same recipe and seed as part 1's
+   RoI Align: COCO mAP, AP50 and AP75 side by side - Mask R-CNN's claim (He et al. 2017, Table 2c)
+   is that the gain grows with the IoU the boxes must reach.
 
 Figures go to ``benchmarks/results/bench_detection-cpu.json``.
 """
@@ -76,7 +80,7 @@ def bench_default(seeds: list[int], workdir: Path) -> dict:
     print(f"faster_rcnn_mini: mean mAP@0.5 {summary['test_map50']:.4f}, COCO mAP {summary['test_map']:.4f}, "
           f"{summary['train_seconds']:.1f} s training (goal: >= 0.90 and >= 0.60 in <= 300 s)", flush=True)
     return {"runs": runs, **{f"mean_{k}": v for k, v in summary.items()},
-            "max_train_seconds": max(r["train_seconds"] for r in runs), "workdir": str(workdir)}
+            "max_train_seconds": max(r["train_seconds"] for r in runs)}
 
 
 class _Backbone(nn.Module):
@@ -237,8 +241,26 @@ def bench_same_time(seconds: float, seed: int = 0) -> dict:
     return result
 
 
+def bench_roi(workdir: Path, seed: int = 0) -> dict:
+    rows = {}
+    for pool in ("align", "pool"):
+        out = workdir / f"faster_rcnn_mini-seed{seed}" if pool == "align" else workdir / f"roi-{pool}-seed{seed}"
+        summary_file = out / "summary.json"
+        if pool == "align" and summary_file.is_file():
+            s = json.loads(summary_file.read_text())
+        else:
+            s = _quiet_train("faster_rcnn_mini", seed=seed, variant_args={"roi_pool": pool}, out=out)
+        rows[pool] = {k: s[k] for k in ("test_map", "test_map50", "test_map75", "train_seconds", "images_per_second")}
+        print(f"  RoI {pool:<5}: COCO mAP {s['test_map']:.4f}, AP50 {s['test_map50']:.4f}, AP75 {s['test_map75']:.4f} "
+              f"({s['train_seconds']:.0f} s, {s['images_per_second']:.0f} img/s)", flush=True)
+    gain = {k: rows["align"][k] - rows["pool"][k] for k in ("test_map", "test_map50", "test_map75")}
+    print(f"  RoI Align - RoI Pool: mAP {gain['test_map']:+.4f}, AP50 {gain['test_map50']:+.4f}, "
+          f"AP75 {gain['test_map75']:+.4f}", flush=True)
+    return {"runs": rows, "align_minus_pool": gain}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parts = ["default", "speed", "same-time"]
+    parts = ["default", "speed", "same-time", "roi"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -269,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                 report["same_time"]["convatlas_test_map50"] = report["default_recipe"]["mean_test_map50"]
                 report["same_time"]["convatlas_test_map"] = report["default_recipe"]["mean_test_map"]
         torch.set_num_threads(threads)
+        if "roi" in args.parts:
+            print("4. RoI Align against RoI Pool, the same recipe and seed", flush=True)
+            report["roi"] = bench_roi(workdir, args.seeds[0])
     out = RESULTS / "bench_detection-cpu.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}
     previous.update(report)

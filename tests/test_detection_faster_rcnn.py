@@ -220,6 +220,32 @@ def test_faster_rcnn_mini_learns_through_the_front_door(tmp_path):
     assert 0 < summary["test_map"] < summary["test_map50"]
     assert set(summary["test_ap"]) == set(str(d) for d in range(10))
     assert result.model.training is False
+    # the run, loaded again, scores what the trainer logged for its last epoch
+    report = convatlas.evaluate(tmp_path / "run", which="last")
+    assert report.map == pytest.approx(summary["test_map"], abs=1e-6)
+    assert report.map50 == pytest.approx(summary["test_map50"], abs=1e-6)
+    assert report.ap == pytest.approx(summary["test_ap"], abs=1e-6)
+    assert 0 < report.map_voc07 <= 1 and 0 < report.map_voc <= 1
+    # predictions on image files, drawn; the CLI prints them and writes eval.json with the curves
+    from PIL import Image
+
+    from convatlas.cli import main
+    from convatlas.data.boxes import load_detection
+
+    scenes = load_detection("digit-scenes", num_train=8, num_test=8).test
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"scene{i}.png")
+        Image.fromarray(scenes.images[i, 0].numpy()).save(files[-1])
+    found = convatlas.train.predict(tmp_path / "run", files, out=tmp_path / "boxes.png", score_threshold=0.3)
+    assert [p.figure.name for p in found] == ["boxes-0.png", "boxes-1.png"]
+    assert all(p.figure.stat().st_size > 1000 for p in found)
+    assert sum(len(p.boxes) for p in found) >= 1
+    assert all(label in [str(d) for d in range(10)] for p in found for label in p.labels)
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    written = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert written["map"] == pytest.approx(convatlas.evaluate(tmp_path / "run").map, abs=1e-6)
+    assert (tmp_path / "run" / "precision_recall.png").stat().st_size > 1000
 
 
 def test_augmented_boxes_follow_their_digits():
@@ -259,3 +285,14 @@ def test_augmented_boxes_follow_their_digits():
             checked += 1
     assert checked >= 10
     assert not torch.equal(x, task.pipeline.eval_input(task.images[index]))  # something moved
+
+
+def test_training_refuses_bad_settings_before_writing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InputTooSmallError, match="needs at least 16x16"):
+        convatlas.train("faster_rcnn_mini", image_size=12, data_options={"num_train": 16, "num_test": 8}, out=out)
+    with pytest.raises(ValueError, match="num_classes=5 differs from the 11 classes"):
+        convatlas.train("faster_rcnn_mini", num_classes=5, data_options={"num_train": 16, "num_test": 8}, out=out)
+    with pytest.raises(ValueError, match="unknown detection dataset 'digits'"):
+        convatlas.train("faster_rcnn_mini", data="digits", out=out)
+    assert not out.exists()
