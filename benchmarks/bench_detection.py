@@ -33,13 +33,10 @@ Figures go to ``benchmarks/results/bench_detection-cpu.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import io
 import json
 import math
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -54,21 +51,16 @@ from convatlas._io import write_json
 from convatlas.data.boxes import load_detection
 from convatlas.detection.faster_rcnn import MINI_ANCHORS
 from convatlas.metrics import mean_average_precision
-from convatlas.train import train
+from _paired import paired_round, quiet_train  # noqa: E402  (benchmarks/_paired.py)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 16
 
 
-def _quiet_train(model: str, **kwargs) -> dict:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return train(model, quiet=True, **kwargs).summary
-
-
 def bench_default(seeds: list[int], workdir: Path) -> dict:
     runs = []
     for seed in seeds:
-        s = _quiet_train("faster_rcnn_mini", seed=seed, out=workdir / f"faster_rcnn_mini-seed{seed}")
+        s = quiet_train("faster_rcnn_mini", seed=seed, out=workdir / f"faster_rcnn_mini-seed{seed}")
         runs.append({"seed": seed, "test_map": s["test_map"], "test_map50": s["test_map50"],
                      "test_map75": s["test_map75"], "test_map_voc07": s["test_map_voc07"],
                      "train_seconds": s["train_seconds"], "images_per_second": s["images_per_second"],
@@ -148,36 +140,13 @@ def _plain_step(model: nn.Module, x: torch.Tensor, targets: list) -> callable:
     return step
 
 
-def _paired_round(plain_step, steps: int, workdir: Path, round_: int) -> dict:
-    """One trainer run of two epochs of ``steps`` steps with a plain-loop step after each of its
-    steps (see bench_segmentation.py's twin); epoch 2 timed."""
-    out = workdir / f"speed-{round_}"
-    ours, theirs = [], []
-    last: list[float] = []
-
-    def on_step(info) -> None:
-        now = time.perf_counter()
-        if info.epoch >= 1 and info.step_in_epoch >= 2:
-            ours.append(now - last[0])
-        plain_step()
-        done = time.perf_counter()
-        if info.epoch >= 1:
-            theirs.append(done - now)
-        last[:] = [done]
-
-    _quiet_train("faster_rcnn_mini", data_options={"num_train": BATCH * steps, "num_test": BATCH}, epochs=2,
-                 batch_size=BATCH, schedule="constant", eval_every=2, out=out, threads=torch.get_num_threads(),
-                 on_step=on_step)
-    shutil.rmtree(out, ignore_errors=True)
-    return {"convatlas_images": len(ours) * BATCH, "convatlas_seconds": sum(ours),
-            "plain_loop_images": len(theirs) * BATCH, "plain_loop_seconds": sum(theirs)}
-
-
 def bench_speed(steps: int, rounds: int, workdir: Path) -> dict:
     scenes = _Scenes()
     index = torch.arange(BATCH)
     step = _plain_step(torchvision_twin(), scenes.images("train", index), scenes.targets("train", index))
-    measured = [_paired_round(step, steps, workdir, r) for r in range(rounds)]
+    measured = [paired_round("faster_rcnn_mini", step, BATCH, workdir / f"speed-{r}",
+                             data_options={"num_train": BATCH * steps, "num_test": BATCH}, batch_size=BATCH,
+                             schedule="constant", threads=torch.get_num_threads()) for r in range(rounds)]
     ratios = [(m["convatlas_images"] / m["convatlas_seconds"]) / (m["plain_loop_images"] / m["plain_loop_seconds"])
               for m in measured]
     ours = sum(m["convatlas_images"] for m in measured) / sum(m["convatlas_seconds"] for m in measured)
@@ -249,7 +218,7 @@ def bench_roi(workdir: Path, seed: int = 0) -> dict:
         if pool == "align" and summary_file.is_file():
             s = json.loads(summary_file.read_text())
         else:
-            s = _quiet_train("faster_rcnn_mini", seed=seed, variant_args={"roi_pool": pool}, out=out)
+            s = quiet_train("faster_rcnn_mini", seed=seed, variant_args={"roi_pool": pool}, out=out)
         rows[pool] = {k: s[k] for k in ("test_map", "test_map50", "test_map75", "train_seconds", "images_per_second")}
         print(f"  RoI {pool:<5}: COCO mAP {s['test_map']:.4f}, AP50 {s['test_map50']:.4f}, AP75 {s['test_map75']:.4f} "
               f"({s['train_seconds']:.0f} s, {s['images_per_second']:.0f} img/s)", flush=True)

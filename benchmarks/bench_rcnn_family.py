@@ -207,20 +207,14 @@ def chart(results: dict, path: Path) -> Path:
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     x = range(len(names))
-    left.bar([i - 0.2 for i in x], [1000 * results[n]["train_s_per_image_with_proposals"] for n in names], 0.4,
-             label="with the proposal step", color="#999")
-    left.bar([i + 0.2 for i in x], [1000 * results[n]["train_s_per_image"] for n in names], 0.4,
-             label="network only", color="#36c")
-    left.set_xticks(list(x), names)
-    left.set(ylabel="ms per training image and epoch", title="training time")
-    left.legend(fontsize=8)
-    right.bar([i - 0.2 for i in x], [1000 * results[n]["test_s_per_image_with_proposals"] for n in names], 0.4,
-              label="with the proposal step", color="#999")
-    right.bar([i + 0.2 for i in x], [1000 * results[n]["test_s_per_image"] for n in names], 0.4,
-              label="network only", color="#36c")
-    right.set_xticks(list(x), names)
-    right.set(ylabel="ms per test image", title="test time")
-    right.legend(fontsize=8)
+    for ax, phase, label in ((left, "train", "ms per training image and epoch"), (right, "test", "ms per test image")):
+        ax.bar([i - 0.2 for i in x], [1000 * results[n][f"{phase}_s_per_image_with_proposals"] for n in names], 0.4,
+               label="with the proposal step", color="#999")
+        ax.bar([i + 0.2 for i in x], [1000 * results[n][f"{phase}_s_per_image"] for n in names], 0.4,
+               label="network only", color="#36c")
+        ax.set_xticks(list(x), names)
+        ax.set(ylabel=label, title=f"{'training' if phase == 'train' else 'test'} time")
+        ax.legend(fontsize=8)
     for ax in (left, right):
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("R-CNN vs Fast R-CNN vs Faster R-CNN, the same backbone, 64x64 digit scenes, 2 CPU cores\n" +

@@ -53,20 +53,15 @@ import torch.nn.functional as F
 
 import convatlas
 from convatlas._io import write_json
-from convatlas.train import train
+from _paired import paired_round, quiet_train  # noqa: E402  (benchmarks/_paired.py)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _quiet_train(model: str, **kwargs) -> dict:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return train(model, quiet=True, **kwargs).summary
 
 
 def bench_default(seeds: list[int], workdir: Path) -> dict:
     runs = []
     for seed in seeds:
-        s = _quiet_train("unet_mini", seed=seed, out=workdir / f"unet_mini-seed{seed}")
+        s = quiet_train("unet_mini", seed=seed, out=workdir / f"unet_mini-seed{seed}")
         runs.append({"seed": seed, "test_miou": s["test_miou"], "test_pixel_acc": s["test_pixel_acc"],
                      "train_seconds": s["train_seconds"], "images_per_second": s["images_per_second"],
                      "recipe": s["recipe"], "threads": s["threads"], "epochs": s["epochs"]})
@@ -101,38 +96,12 @@ def _plain_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 def _paired_round(model: str, plain_step, batch: int, steps: int, size: int, workdir: Path, round_: int,
                   channels_last: bool = False) -> dict:
-    """One trainer run of two epochs of ``steps`` steps on digit scenes (no augmentation), with a
-    plain-loop step taken inside the trainer's ``on_step`` callback after each of its steps: the
-    two sides alternate step by step, so both see the same moments of the machine. Epoch 1 warms
-    both up; in epoch 2 the trainer's step is the time from the end of one callback to the start
-    of the next (batch, forward, backward, optimiser, the loop's bookkeeping), the plain loop's the
-    time of its step inside the callback - wall clock and the process's CPU time."""
-    out = workdir / f"speed-{model}-{int(channels_last)}-{round_}"
-    ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
-    last: list[tuple[float, float]] = []
-
-    def on_step(info) -> None:
-        now = (time.perf_counter(), time.process_time())
-        if info.epoch >= 1 and info.step_in_epoch >= 2:  # epoch 2's first step follows epoch 1's end
-            ours.append(now[0] - last[0][0])
-            ours_cpu.append(now[1] - last[0][1])
-        plain_step()
-        done = (time.perf_counter(), time.process_time())
-        if info.epoch >= 1:
-            theirs.append(done[0] - now[0])
-            theirs_cpu.append(done[1] - now[1])
-        last[:] = [done]
-
-    _quiet_train(model, recipe="none", data_options={"size": size, "num_train": batch * steps, "num_test": batch},
-                 epochs=2, batch_size=batch, lr=0.01, schedule="constant", eval_every=2, out=out,
-                 threads=torch.get_num_threads(), channels_last=channels_last, on_step=on_step)
-    shutil.rmtree(out, ignore_errors=True)
-    return {"convatlas_images_per_second": len(ours) * batch / sum(ours),
-            "plain_loop_images_per_second": len(theirs) * batch / sum(theirs),
-            "convatlas_images_per_cpu_second": len(ours) * batch / sum(ours_cpu),
-            "plain_loop_images_per_cpu_second": len(theirs) * batch / sum(theirs_cpu),
-            "convatlas_images": len(ours) * batch, "convatlas_seconds": sum(ours),
-            "plain_loop_images": len(theirs) * batch, "plain_loop_seconds": sum(theirs)}
+    """One paired trainer run (:func:`_paired.paired_round`) on ``batch * steps`` digit scenes, no
+    augmentation, SGD at a constant lr 0.01."""
+    return paired_round(model, plain_step, batch, workdir / f"speed-{model}-{int(channels_last)}-{round_}",
+                        recipe="none", data_options={"size": size, "num_train": batch * steps, "num_test": batch},
+                        batch_size=batch, lr=0.01, schedule="constant", threads=torch.get_num_threads(),
+                        channels_last=channels_last)
 
 
 def bench_speed(batch: int, steps: int, size: int, rounds: int, workdir: Path,
@@ -241,7 +210,7 @@ def bench_crf(models: list[str], workdir: Path) -> dict:
     for name in models:
         run = workdir / f"{name}-seed0"  # part 1's unet_mini when it ran in this workdir
         if not (run / "summary.json").is_file():
-            _quiet_train(name, out=run)  # the card's recipe, nothing else (fcn8s_mini: 13 epochs, ~100 s)
+            quiet_train(name, out=run)  # the card's recipe, nothing else (fcn8s_mini: 13 epochs, ~100 s)
         settings = {"deeplab_v2": True, "deeplab_v2_scaled_to_64px": _scaled_crf(64)}
         row = {}
         for label, crf in settings.items():

@@ -177,7 +177,7 @@ class BoxSet(InstanceRows):
     def subset(self, indices: torch.Tensor | np.ndarray | Sequence[int]) -> "BoxSet":
         """The images ``indices`` (in that order) with their instances."""
         index = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-        offsets, rows = self._subset_rows(index)
+        offsets, rows = self.instance_rows(index)
         return BoxSet(self.images[index], self.boxes[rows], self.labels[rows], offsets,
                       self.instances[index] if self.instances is not None else None,
                       self.difficult[rows], self.iscrowd[rows],
@@ -379,6 +379,8 @@ def _load_scenes(image_size: int | Sequence[int] | None, options: dict[str, Any]
 def load_detection(
     name_or_path: str | os.PathLike = "digit-scenes",
     image_size: int | Sequence[int] | None = None,
+    *,
+    root: str | os.PathLike | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
     **options: Any,
@@ -387,7 +389,7 @@ def load_detection(
 
     ``name_or_path``: ``"digit-scenes"`` (``options`` go to its
     :class:`~convatlas.data.scenes.SceneConfig`) or a folder in the Pascal VOC, COCO or YOLO
-    layout. ``image_size`` resizes every image (bilinear) and scales its boxes. ``test_fraction``
+    layout; a relative folder is looked for in ``root`` first, when given. ``image_size`` resizes every image (bilinear) and scales its boxes. ``test_fraction``
     and ``seed`` divide a dataset that comes as one split.
     """
     fraction("test_fraction", test_fraction)
@@ -403,6 +405,8 @@ def load_detection(
     from convatlas.data import detection_formats
 
     folder = Path(name).expanduser()
+    if root is not None and not folder.is_absolute() and (Path(root).expanduser() / folder).exists():
+        folder = Path(root).expanduser() / folder
     if not folder.exists() and os.sep not in name and "/" not in name:
         raise ValueError(f"unknown detection dataset {name!r}: the names are "
                          f"{', '.join(list_detection_datasets())}, or give a folder path ({detection_formats.LAYOUTS})")

@@ -114,13 +114,13 @@ class InstanceRows:
         ids = torch.arange(1, k + 1, dtype=torch.uint8)
         return instances[i][None] == ids[:, None, None]
 
-    def _subset_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For the images ``index`` (in that order): their new ``offsets`` and the rows of their
-        instances in this set."""
-        offsets = self._offsets()
+    def instance_rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the images ``index`` (in that order): their ``offsets`` as a set of their own and
+        the rows of their instances in this set (on ``index``'s device)."""
+        offsets = self._offsets().to(index.device)
         counts = offsets.diff()[index]
-        new = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-        within = torch.arange(int(new[-1])) - torch.repeat_interleave(new[:-1], counts)
+        new = torch.cat([torch.zeros(1, dtype=torch.long, device=index.device), counts.cumsum(0)])
+        within = torch.arange(int(new[-1]), device=index.device) - torch.repeat_interleave(new[:-1], counts)
         return new, torch.repeat_interleave(offsets[:-1][index], counts) + within
 
 

@@ -165,7 +165,7 @@ class MaskSet(InstanceRows):
         instances = self.instances[index] if self.instances is not None else None
         if self.offsets is None:
             return MaskSet(self.images[index], self.masks[index], instances)
-        offsets, rows = self._subset_rows(index)
+        offsets, rows = self.instance_rows(index)
         return MaskSet(self.images[index], self.masks[index], instances, self.boxes[rows], self.labels[rows],
                        offsets, {k: v[rows] for k, v in self.extra.items()})
 

@@ -54,7 +54,8 @@ from convatlas.models.features import FeatureExtractor, FeatureInfo, stages_at, 
 from convatlas.registry import InputTooSmallError, ModelCard, Published, register_model
 
 __all__ = ["FasterRCNN", "RoIHeads", "TwoMLPHead", "FastRCNNPredictor", "DetectionSettings", "fast_rcnn_loss",
-           "check_targets", "MiniBackbone", "ROI_POOLS", "faster_rcnn_vgg16", "faster_rcnn_backbone",
+           "check_targets", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
+           "faster_rcnn_backbone",
            "faster_rcnn_mini"]
 
 ROI_POOLS = ("pool", "align")
@@ -304,7 +305,9 @@ class FasterRCNN(nn.Module):
         return detections
 
 
-def _pooler(roi_pool: str, stage: str, output_size: int = 7, sampling_ratio: int = 2) -> nn.Module:
+def roi_pooler(roi_pool: str, stage: str, output_size: int = 7, sampling_ratio: int = 2) -> nn.Module:
+    """The RoI pooling of feature map ``stage``: ``"pool"`` (Fast R-CNN's RoI Pool) or ``"align"``
+    (RoI Align with ``sampling_ratio`` points per bin side)."""
     one_of("roi_pool", roi_pool, ROI_POOLS)
     if roi_pool == "pool":
         return RoIPool([stage], output_size)
@@ -322,7 +325,7 @@ def build_faster_rcnn(backbone: nn.Module, out_channels: int, stage: str, *, num
     anchors = AnchorGenerator((tuple(anchor_sizes),), tuple(aspect_ratios))
     head = RPNHead(out_channels, anchors.num_anchors_per_location()[0], hidden=rpn_hidden, objectness=objectness)
     rpn = RegionProposalNetwork(anchors, head, batch_size_per_image=rpn_batch_size_per_image, proposals=proposals)
-    roi_heads = RoIHeads(_pooler(roi_pool, stage, pool_size),
+    roi_heads = RoIHeads(roi_pooler(roi_pool, stage, pool_size),
                          TwoMLPHead(out_channels * pool_size * pool_size, representation, dropout),
                          FastRCNNPredictor(representation, num_classes),
                          batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,

@@ -35,11 +35,11 @@ from torch import nn
 from convatlas._checks import positive_int, positive_number
 from convatlas.detection.boxes import BoxCoder, batched_nms, box_iou, clip_boxes
 from convatlas.detection.faster_rcnn import (DetectionSettings, FastRCNNPredictor, RoIHeads, TwoMLPHead,
-                                             check_targets, _pooler)
+                                             check_targets, roi_pooler)
 from convatlas.detection.roi import roi_align
 from convatlas.detection.selective_search import selective_search
 
-__all__ = ["scene_proposals", "FastRCNN", "RCNN", "warp_regions"]
+__all__ = ["scene_proposals", "FastRCNN", "fast_rcnn", "RCNN", "warp_regions"]
 
 
 def scene_proposals(images: torch.Tensor, *, mode: str = "fast", ks: Sequence[int] | None = (10, 25),
@@ -89,7 +89,7 @@ def fast_rcnn(backbone: nn.Module, out_channels: int, stage: str, *, num_classes
               detections: DetectionSettings | None = None) -> FastRCNN:
     """Fast R-CNN's head (RoI Pool 7x7, fc6/fc7 of ``representation``, softmax and box deltas;
     RoIs a quarter foreground, background from IoU 0.1) on ``backbone``'s map ``stage``."""
-    heads = RoIHeads(_pooler(roi_pool, stage), TwoMLPHead(out_channels * 49, representation),
+    heads = RoIHeads(roi_pooler(roi_pool, stage), TwoMLPHead(out_channels * 49, representation),
                      FastRCNNPredictor(representation, num_classes), bg_iou_low=0.1,
                      batch_size_per_image=batch_size_per_image, positive_fraction=0.25,
                      detections=detections or DetectionSettings(nms_thresh=0.3))
@@ -187,8 +187,8 @@ class RCNN(nn.Module):
             return loss
 
         optimiser.step(closure)
-        fitted = self.fitted or _Fitted(weight.detach(), bias.detach(), torch.zeros(k, d + 1, 4))
-        self.fitted = _Fitted(weight.detach(), bias.detach(), fitted.regressor)
+        regressor = self.fitted.regressor if self.fitted is not None else torch.zeros(k, d + 1, 4)
+        self.fitted = _Fitted(weight.detach(), bias.detach(), regressor)
 
     def fit_regressors(self, features: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, *,
                        ridge: float = 1000.0) -> None:

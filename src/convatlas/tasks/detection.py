@@ -35,6 +35,7 @@ from convatlas.engine import Dist, Runtime, StepOutput, Task
 from convatlas.metrics import mean_average_precision
 from convatlas.registry import InputTooSmallError, model_card
 from convatlas.tasks.classification import model_channel_stats
+from convatlas.tasks.segmentation import SegmentationData
 
 __all__ = ["DetectionTask", "DetectionData", "prepare_detection_data", "detect", "detection_scores",
            "image_targets", "MIN_BOX_SIZE"]
@@ -74,10 +75,10 @@ def detect(model: nn.Module, pipeline: SegmentationPipeline, images: torch.Tenso
 
 
 def detection_scores(preds: Sequence[dict[str, torch.Tensor]], targets: Sequence[dict[str, torch.Tensor]],
-                     classes: Sequence[str]) -> tuple[dict[str, float], dict[str, Any]]:
-    """COCO and VOC07 scores (fractions) of ``preds`` against ``targets``, and the per-class AP
-    (COCO mAP@[.5:.95] as ``ap``, VOC07 AP@0.5 as ``ap50``) by class name; -1 where a class has no
-    ground truth."""
+                     classes: Sequence[str]) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+    """COCO and VOC07 scores (fractions) of ``preds`` against ``targets``, the per-class AP
+    (COCO mAP@[.5:.95] as ``ap``, VOC07 AP@0.5 as ``ap50``) by class name (-1 where a class has no
+    ground truth), and :func:`mean_average_precision`'s whole results (``"coco"``, ``"voc07"``)."""
     coco = mean_average_precision(preds, targets, protocol="coco", class_metrics=True)
     voc = mean_average_precision(preds, targets, protocol="voc07", class_metrics=True)
     metrics = {"map": float(coco["map"]), "map50": float(coco["map_50"]), "map75": float(coco["map_75"]),
@@ -91,7 +92,7 @@ def detection_scores(preds: Sequence[dict[str, torch.Tensor]], targets: Sequence
         named = {classes[int(k)]: float(v) for k, v in zip(labels, values) if 0 < int(k) < len(classes)}
         return {name: named.get(name, -1.0) for name in classes[1:]}
 
-    return metrics, {"ap": by_name(coco), "ap50": by_name(voc)}
+    return metrics, {"ap": by_name(coco), "ap50": by_name(voc)}, {"coco": coco, "voc07": voc}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,19 +100,11 @@ def detection_scores(preds: Sequence[dict[str, torch.Tensor]], targets: Sequence
 
 
 @dataclass
-class DetectionData:
-    """Splits ready for a detector: per-model-channel normalisation, the model's channels and
-    notes for the user."""
+class DetectionData(SegmentationData):
+    """Splits ready for a detector: segmentation's fields (per-model-channel normalisation, the
+    model's channels, notes for the user, ``image_size``) over detection splits."""
 
     splits: DetectionSplits
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    channels: int
-    notes: list[str]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return tuple(self.splits.train.images.shape[-2:])  # type: ignore[return-value]
 
 
 def prepare_detection_data(model: str, data: str, *, image_size: int | None = None,
@@ -123,9 +116,7 @@ def prepare_detection_data(model: str, data: str, *, image_size: int | None = No
     if card.task != "detection":
         raise ValueError(f"{card.name} is a {card.task} network; detection data ({data!r}) needs a detector "
                          f"(`convatlas list --task detection`)")
-    source = os.path.join(root, data) if root is not None and not os.path.isabs(str(data)) and \
-        os.path.exists(os.path.join(root, data)) else data
-    splits = load_detection(source, image_size=image_size, **(options or {}))
+    splits = load_detection(data, image_size=image_size, root=root, **(options or {}))
     classes = len(splits.classes)
     if num_classes is not None and num_classes != classes:
         raise ValueError(f"num_classes={num_classes} differs from the {classes} classes of dataset {splits.name!r} "
@@ -175,18 +166,13 @@ class DetectionTask(Task):
         self.images = train.images.to(runtime.device)
         self.boxes = train.boxes.to(runtime.device)
         self.labels = train.labels.to(runtime.device)
-        self.offsets = train.offsets.to(runtime.device)
-        self.counts = self.offsets.diff()
 
     def _instances(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of the instances of images ``indices`` and, for each, its place in the batch."""
-        indices = indices.to(self.offsets.device)
-        counts = self.counts[indices]
-        batch_index = torch.repeat_interleave(torch.arange(len(indices), device=counts.device), counts)
-        starts = torch.repeat_interleave(self.offsets[indices], counts)
-        first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        rows = starts + torch.arange(int(counts.sum()), device=counts.device) - first
-        return rows, batch_index
+        offsets, rows = self.data.splits.train.instance_rows(indices.cpu())
+        batch_index = torch.repeat_interleave(torch.arange(len(indices)), offsets.diff())
+        device = self.boxes.device
+        return rows.to(device), batch_index.to(device)
 
     def train_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         rows, batch_index = self._instances(indices)
@@ -209,7 +195,7 @@ class DetectionTask(Task):
         # mAP ranks every detection of the split at once: each rank scores the whole test split
         test = self.data.splits.test
         preds = detect(model, self.pipeline, test.images, batch_size=min(batch_size, 64), amp=amp)
-        metrics, self._details = detection_scores(preds, image_targets(test, range(len(test))), self.classes)
+        metrics, self._details, _ = detection_scores(preds, image_targets(test, range(len(test))), self.classes)
         return metrics
 
     def details(self) -> dict[str, Any]:

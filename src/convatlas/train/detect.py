@@ -66,11 +66,8 @@ def evaluate_detection(run: str | os.PathLike | LoadedRun, *, which: str = "best
     .svg / .pdf path for the per-class precision-recall curves at IoU 0.5."""
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
     config = loaded.config
-    source = data or config["data"]
-    root = data_root if data else config.get("data_root")
-    if root is not None and not os.path.isabs(str(source)) and os.path.exists(os.path.join(root, source)):
-        source = os.path.join(root, source)
-    splits = load_detection(source, image_size=config.get("image_size"),
+    splits = load_detection(data or config["data"], image_size=config.get("image_size"),
+                            root=data_root if data else config.get("data_root"),
                             **(config.get("data_options") or {} if not data else {}))
     if list(splits.classes) != list(loaded.classes):
         raise ValueError(f"dataset {splits.name!r} has classes {splits.classes[:5]}..., the run was trained on "
@@ -78,9 +75,9 @@ def evaluate_detection(run: str | os.PathLike | LoadedRun, *, which: str = "best
     test = splits.test
     preds = detect(loaded.model, _pipeline(loaded), test.images, batch_size=batch_size)
     targets = image_targets(test, range(len(test)))
-    metrics, per_class = detection_scores(preds, targets, loaded.classes)
-    coco = mean_average_precision(preds, targets, protocol="coco")
-    voc = mean_average_precision(preds, targets, protocol="voc", return_curves=True)
+    metrics, per_class, raw = detection_scores(preds, targets, loaded.classes)
+    coco = raw["coco"]
+    voc = mean_average_precision(preds, targets, protocol="voc", return_curves=True)  # VOC2010+ area AP, curves
     pr = {int(k): (r.tolist(), p.tolist()) for k, (r, p) in voc["curves"].items()}
     figure = None
     if curves is not None:
