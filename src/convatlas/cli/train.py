@@ -206,11 +206,16 @@ def _print_detection_eval(args: argparse.Namespace, loaded: Any, report: Any) ->
                   f"VOC07 11-point mAP {pct(report.map_voc07)}, VOC2010+ area mAP {pct(report.map_voc)}")
     console.print("COCO: " + ", ".join(f"{k} {pct(v)}" for k, v in report.coco.items()
                                         if k not in ("map", "map_50", "map_75")))
+    masks = report.mask_map is not None
+    if masks:
+        console.print(f"masks: COCO mask mAP@[.5:.95] [bold]{pct(report.mask_map)}[/bold], "
+                      f"AP50 {pct(report.mask_map50)}, AP75 {pct(report.mask_map75)}")
     table = Table(title="per-class AP")
-    for column in ("class", "AP@[.5:.95]", "AP50 (VOC07)"):
+    for column in ("class", "AP@[.5:.95]", "AP50 (VOC07)") + (("mask AP@[.5:.95]",) if masks else ()):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name in report.classes[1:]:
-        table.add_row(name, pct(report.ap[name]), pct(report.ap50[name]))
+        table.add_row(name, pct(report.ap[name]), pct(report.ap50[name]),
+                      *((pct(report.mask_ap[name]),) if masks else ()))
     console.print(table)
     console.print(f"precision-recall curves: {png}\nfigures: {run_dir / 'eval.json'}")
     return 0

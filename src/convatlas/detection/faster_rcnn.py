@@ -55,8 +55,8 @@ from convatlas.registry import InputTooSmallError, ModelCard, Published, registe
 
 __all__ = ["FasterRCNN", "RoIHeads", "TwoMLPHead", "FastRCNNPredictor", "DetectionSettings", "fast_rcnn_loss",
            "check_targets", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
-           "faster_rcnn_backbone",
-           "faster_rcnn_mini"]
+           "faster_rcnn_backbone", "faster_rcnn_fpn_parts", "faster_rcnn_resnet50_fpn", "faster_rcnn_mini",
+           "FPN_PROPOSALS"]
 
 ROI_POOLS = ("pool", "align")
 
@@ -158,14 +158,22 @@ class RoIHeads(nn.Module):
                                 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """The sampled RoIs of each image (the ground truth added to its proposals), their class
         labels (0: background) and regression targets, the images' RoIs concatenated."""
+        rois, labels, regression, _ = self.sample(proposals, targets)
+        return rois, labels, regression
+
+    def sample(self, proposals: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]
+               ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """:meth:`select_training_samples` and, per image, the index of the ground-truth box each
+        sampled RoI is matched to (0 for background RoIs; Mask R-CNN's mask targets need it)."""
         rois, labels, regression = [], [], []
-        matched_boxes = []
+        matched_boxes, matched_index = [], []
         for image_proposals, target in zip(proposals, targets):
             gt_boxes, gt_labels = target["boxes"].to(image_proposals.dtype), target["labels"]
             candidates = torch.cat([image_proposals, gt_boxes])
             if gt_boxes.numel() == 0:
                 label = torch.zeros(candidates.shape[0], dtype=torch.int64, device=candidates.device)
                 matched = torch.zeros_like(candidates)
+                match = torch.zeros_like(label)
             else:
                 iou = box_iou(gt_boxes, candidates)
                 match = self.matcher(iou)
@@ -174,17 +182,19 @@ class RoIHeads(nn.Module):
                 label[match == -2] = -1
                 if self.bg_iou_low > 0:  # Fast R-CNN: background only from IoU 0.1 up
                     label[(match == -1) & (iou.max(0).values < self.bg_iou_low)] = -1
-                matched = gt_boxes[match.clamp(min=0)]
+                match = match.clamp(min=0)
+                matched = gt_boxes[match]
             rois.append(candidates)
             labels.append(label)
             matched_boxes.append(matched)
+            matched_index.append(match)
         positive, negative = self.sampler(labels)
         kept = [torch.where(p | n)[0] for p, n in zip(positive, negative)]
         rois = [r[k] for r, k in zip(rois, kept)]
         labels = torch.cat([lb[k] for lb, k in zip(labels, kept)])
         matched = torch.cat([m[k] for m, k in zip(matched_boxes, kept)])
         regression = self.box_coder.encode(matched, torch.cat(rois))
-        return rois, labels, regression
+        return rois, labels, regression, [m[k] for m, k in zip(matched_index, kept)]
 
     def postprocess(self, class_logits: torch.Tensor, box_regression: torch.Tensor, proposals: Sequence[torch.Tensor],
                     image_sizes: Sequence[Sequence[int]]) -> list[dict[str, torch.Tensor]]:
@@ -305,24 +315,32 @@ class FasterRCNN(nn.Module):
         return detections
 
 
-def roi_pooler(roi_pool: str, stage: str, output_size: int = 7, sampling_ratio: int = 2) -> nn.Module:
-    """The RoI pooling of feature map ``stage``: ``"pool"`` (Fast R-CNN's RoI Pool) or ``"align"``
-    (RoI Align with ``sampling_ratio`` points per bin side)."""
+def roi_pooler(roi_pool: str, stage: str | Sequence[str], output_size: int = 7, sampling_ratio: int = 2) -> nn.Module:
+    """The RoI pooling of feature map ``stage`` (or of an FPN's maps, finest first, each region on
+    its level): ``"pool"`` (Fast R-CNN's RoI Pool, one map only) or ``"align"`` (RoI Align with
+    ``sampling_ratio`` points per bin side)."""
     one_of("roi_pool", roi_pool, ROI_POOLS)
+    stages = [stage] if isinstance(stage, str) else list(stage)
     if roi_pool == "pool":
-        return RoIPool([stage], output_size)
-    return MultiScaleRoIAlign([stage], output_size, sampling_ratio)
+        if len(stages) != 1:
+            raise ValueError(f"RoI Pool reads one feature map, got {stages}; use roi_pool='align' on a pyramid")
+        return RoIPool(stages, output_size)
+    return MultiScaleRoIAlign(stages, output_size, sampling_ratio)
 
 
-def build_faster_rcnn(backbone: nn.Module, out_channels: int, stage: str, *, num_classes: int,
-                      anchor_sizes: Sequence[float], aspect_ratios: Sequence[float], representation: int,
-                      roi_pool: str = "pool", objectness: str = "softmax", dropout: float = 0.0,
+def build_faster_rcnn(backbone: nn.Module, out_channels: int, stage: str | Sequence[str], *, num_classes: int,
+                      anchor_sizes: Sequence[float] | Sequence[Sequence[float]], aspect_ratios: Sequence[float],
+                      representation: int, roi_pool: str = "pool", objectness: str = "softmax", dropout: float = 0.0,
                       rpn_hidden: int | None = None, rpn_batch_size_per_image: int = 256,
                       proposals: ProposalSettings | None = None, batch_size_per_image: int = 128,
                       positive_fraction: float = 0.25, detections: DetectionSettings | None = None,
                       min_input: int = 1, pool_size: int = 7) -> FasterRCNN:
-    """Faster R-CNN from its parts' settings (the builders below fill them in)."""
-    anchors = AnchorGenerator((tuple(anchor_sizes),), tuple(aspect_ratios))
+    """Faster R-CNN from its parts' settings (the builders below fill them in). ``stage``: the map
+    the RoI head pools from, or an FPN's maps (then ``anchor_sizes`` holds one tuple per level of
+    the backbone's output, the ``"pool"`` level included)."""
+    nested = isinstance(anchor_sizes[0], Sequence)
+    anchors = AnchorGenerator(tuple(tuple(s) for s in anchor_sizes) if nested else (tuple(anchor_sizes),),
+                              tuple(aspect_ratios))
     head = RPNHead(out_channels, anchors.num_anchors_per_location()[0], hidden=rpn_hidden, objectness=objectness)
     rpn = RegionProposalNetwork(anchors, head, batch_size_per_image=rpn_batch_size_per_image, proposals=proposals)
     roi_heads = RoIHeads(roi_pooler(roi_pool, stage, pool_size),
@@ -389,11 +407,17 @@ def faster_rcnn_vgg16(*, num_classes: int = 21, roi_pool: str = "pool", objectne
 ))
 def faster_rcnn_backbone(*, num_classes: int = 21, backbone: str = "resnet50", stride: int = 16,
                          roi_pool: str = "align", representation: int = 1024,
-                         objectness: str = "sigmoid") -> FasterRCNN:
+                         objectness: str = "sigmoid", fpn: bool = False) -> FasterRCNN:
     """Faster R-CNN (Ren et al. 2015) on any registered classification network ``backbone`` whose
     ``feature_info`` has a stage at reduction ``stride`` (ResNet-50: layer3 at 16, as in the
     paper's ResNet experiments of He et al. 2016). ``roi_pool``: ``"align"`` or ``"pool"``;
-    ``representation``: the width of fc6 and fc7 (torchvision's TwoMLPHead: 1,024)."""
+    ``representation``: the width of fc6 and fc7 (torchvision's TwoMLPHead: 1,024).
+
+    ``fpn=True``: a feature pyramid (Lin et al. 2017) on the backbone's stages at strides 4, 8,
+    16 and 32 instead of one map (``stride`` is then not used; see :func:`faster_rcnn_fpn_parts`)."""
+    if fpn:
+        return build_faster_rcnn(**faster_rcnn_fpn_parts(backbone), num_classes=num_classes, roi_pool=roi_pool,
+                                 representation=representation, objectness=objectness)
     positive_int("stride", stride)
     extractor = zoo_backbone(backbone, lambda info: stages_at(info, [stride], backbone))
     stage = extractor.feature_info[-1].stage
@@ -401,6 +425,57 @@ def faster_rcnn_backbone(*, num_classes: int = 21, backbone: str = "resnet50", s
                              anchor_sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0),
                              representation=representation, roi_pool=roi_pool, objectness=objectness,
                              min_input=stride * 2)
+
+
+# torchvision's settings for FPN (Lin et al. Sec. 5: 2,000 proposals per image in training, 1,000 at
+# test, 512 RoIs per image; the proposal counts are per level before NMS and per image after)
+FPN_PROPOSALS = ProposalSettings(pre_nms_top_n_train=2000, post_nms_top_n_train=2000, pre_nms_top_n_test=1000,
+                                 post_nms_top_n_test=1000, nms_thresh=0.7)
+
+
+def faster_rcnn_fpn_parts(backbone: str, out_channels: int = 256) -> dict[str, Any]:
+    """The FPN detector's parts for :func:`build_faster_rcnn`: ``backbone``'s stages at strides 4,
+    8, 16, 32 (ResNet's ``C2 .. C5``) under a :class:`~convatlas.detection.fpn.BackboneWithFPN` of
+    ``out_channels``, one anchor size per level (32 .. 512 px on P2 .. P6) at ratios 1:2, 1:1, 2:1,
+    RoI Align on P2 .. P5 by FPN's Eq. 1, 512 RoIs per image, the proposal counts above."""
+    from convatlas.detection.fpn import FPN_ANCHOR_SIZES, BackboneWithFPN
+
+    body = zoo_backbone(backbone, lambda info: stages_at(info, [4, 8, 16, 32], backbone))
+    pyramid = BackboneWithFPN(body, [i.channels for i in body.feature_info], out_channels)
+    return dict(backbone=pyramid, out_channels=out_channels, stage=["0", "1", "2", "3"],
+                anchor_sizes=FPN_ANCHOR_SIZES, aspect_ratios=(0.5, 1.0, 2.0), proposals=FPN_PROPOSALS,
+                batch_size_per_image=512, detections=DetectionSettings(nms_thresh=0.5), min_input=64)
+
+
+@register_model(_card(
+    name="faster_rcnn_resnet50_fpn",
+    paper="Feature Pyramid Networks for Object Detection",
+    authors="Lin, Dollár, Girshick, He, Hariharan, Belongie",
+    year=2017,
+    arxiv="1612.03144",
+    input_size=(3, 800, 800),
+    dataset="coco",
+    num_classes=91,
+    idea="A top-down pathway with lateral connections gives every level of the backbone's pyramid strong "
+         "semantics; the RPN and the RoI head then work on the level that fits each object's size.",
+    params=Published(41_808_406, (
+        "exact count here, equal to torchvision's fasterrcnn_resnet50_fpn built without weights (trainable batch "
+        "norm): ResNet-50 to layer4 23,508,032 + FPN laterals (256+512+1024+2048)*256 + 4*256 = 984,064 and "
+        "outputs 4*(9*256*256+256) = 2,360,320 + RPN conv 590,080, cls 256*3+3 = 771, reg 256*12+12 = 3,084 + "
+        "fc6 12544*1024+1024 = 12,846,080 + fc7 1,049,600 + cls_score 1024*91+91 = 93,275 + bbox_pred "
+        "1024*364+364 = 373,100")),
+    map=Published(37.0, "COCO val2017 box mAP@[.5:.95] of torchvision's fasterrcnn_resnet50_fpn (its weights' "
+                         "meta); the reference notes [C: torchvision 0.29]"),
+    extra={"min_input": 64},
+    notes="Faster R-CNN on ResNet-50-FPN as torchvision builds it (fasterrcnn_resnet50_fpn): P2-P5 plus the "
+          "max-pooled P6 of 256 channels, anchors 32-512 px (one size per level, three ratios), RoI Align 7x7 "
+          "by FPN's Eq. 1, fc6/fc7 of 1,024, 91 COCO ids. Here batch norm trains (torchvision freezes it when "
+          "it loads ImageNet weights; untrained it builds the same network with trainable batch norm).",
+))
+def faster_rcnn_resnet50_fpn(*, num_classes: int = 91, roi_pool: str = "align") -> FasterRCNN:
+    """Faster R-CNN with a ResNet-50 feature pyramid (Lin et al. 2017, arXiv:1612.03144), the
+    configuration torchvision ships as ``fasterrcnn_resnet50_fpn``."""
+    return faster_rcnn_backbone(num_classes=num_classes, backbone="resnet50", roi_pool=roi_pool, fpn=True)
 
 
 class MiniBackbone(nn.Module):

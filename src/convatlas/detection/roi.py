@@ -178,6 +178,37 @@ def _sampling_matrix(start: torch.Tensor, length: torch.Tensor, bins: int, grid:
     return matrix / steps
 
 
+def _align_matrices(boxes: torch.Tensor, output_size: tuple[int, int], size: tuple[int, int], spatial_scale: float,
+                    sampling_ratio: int, aligned: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoI Align's row and column sampling matrices ``(K, PH, H)``, ``(K, PW, W)`` of ``boxes`` ``(K, 4)``."""
+    (ph, pw), (height, width) = output_size, size
+    offset = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = (boxes * spatial_scale - offset).unbind(1)
+    roi_w, roi_h = x2 - x1, y2 - y1
+    if not aligned:  # the Detectron convention: a region is at least one cell
+        roi_w, roi_h = roi_w.clamp(min=1), roi_h.clamp(min=1)
+    if sampling_ratio > 0:
+        grid_h = grid_w = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
+    else:
+        grid_h, grid_w = torch.ceil(roi_h / ph).long(), torch.ceil(roi_w / pw).long()
+    return _sampling_matrix(y1, roi_h, ph, grid_h, height), _sampling_matrix(x1, roi_w, pw, grid_w, width)
+
+
+def roi_align_each(maps: torch.Tensor, boxes: torch.Tensor, output_size: int | Sequence[int],
+                   sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
+    """:func:`roi_align` of region ``boxes[k]`` (``(K, 4)`` xyxy, scale 1) on its own map ``maps[k]``
+    (``(K, H, W)``), all in one batched product: ``(K, PH, PW)`` (Mask R-CNN's mask targets, each
+    RoI on its matched instance's mask)."""
+    ph, pw = _pair("output_size", output_size)
+    if maps.dim() != 3 or boxes.shape != (maps.shape[0], 4):
+        raise ValueError(f"maps must be (K, H, W) with one (K, 4) box each, got {tuple(maps.shape)} and "
+                         f"{tuple(boxes.shape)}")
+    if boxes.shape[0] == 0:
+        return maps.new_zeros((0, ph, pw))
+    rows, cols = _align_matrices(boxes, (ph, pw), tuple(maps.shape[-2:]), 1.0, sampling_ratio, aligned)
+    return rows @ maps @ cols.transpose(1, 2)
+
+
 def roi_align(features: torch.Tensor, rois: torch.Tensor | Sequence[torch.Tensor], output_size: int | Sequence[int],
               spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """Mask R-CNN's RoI Align: ``(K, C, PH, PW)`` from features ``(N, C, H, W)``.
@@ -196,17 +227,7 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor | Sequence[torch.Tensor
     n, c, height, width = features.shape
     if rois.shape[0] == 0:
         return features.new_zeros((0, c, ph, pw))
-    offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (rois[:, 1:] * spatial_scale - offset).unbind(1)
-    roi_w, roi_h = x2 - x1, y2 - y1
-    if not aligned:  # the Detectron convention: a region is at least one cell
-        roi_w, roi_h = roi_w.clamp(min=1), roi_h.clamp(min=1)
-    if sampling_ratio > 0:
-        grid_h = grid_w = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
-    else:
-        grid_h, grid_w = torch.ceil(roi_h / ph).long(), torch.ceil(roi_w / pw).long()
-    rows = _sampling_matrix(y1, roi_h, ph, grid_h, height)  # (K, PH, H)
-    cols = _sampling_matrix(x1, roi_w, pw, grid_w, width)  # (K, PW, W)
+    rows, cols = _align_matrices(rois[:, 1:], (ph, pw), (height, width), spatial_scale, sampling_ratio, aligned)
     image = rois[:, 0].long()
     output = features.new_zeros((rois.shape[0], c, ph, pw))
     for b in torch.unique(image).tolist():

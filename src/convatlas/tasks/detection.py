@@ -38,28 +38,44 @@ from convatlas.tasks.classification import model_channel_stats
 from convatlas.tasks.segmentation import SegmentationData
 
 __all__ = ["DetectionTask", "DetectionData", "prepare_detection_data", "detect", "detection_scores",
-           "image_targets", "MIN_BOX_SIZE"]
+           "image_targets", "require_instances", "MIN_BOX_SIZE", "MASK_METRICS"]
 
 MIN_BOX_SIZE = 2.0  # pixels: an augmented box narrower or lower than this is dropped
+MASK_METRICS = ("mask_map", "mask_map50", "mask_map75")  # Mask R-CNN's COCO mask AP, beside the box AP
 
 
 def image_targets(data: BoxSet, indices: Sequence[int] | torch.Tensor,
-                  device: torch.device | str | None = None) -> list[dict[str, torch.Tensor]]:
+                  device: torch.device | str | None = None, *, masks: bool = False) -> list[dict[str, torch.Tensor]]:
     """The ground truth of images ``indices`` of ``data``, one dict per image with ``boxes``,
-    ``labels``, ``difficult`` and ``iscrowd`` (the format of :func:`mean_average_precision`)."""
+    ``labels``, ``difficult`` and ``iscrowd`` (the format of :func:`mean_average_precision`);
+    ``masks=True`` adds each instance's ``masks`` ``(M, H, W)`` bool (the dataset must have them)."""
+    if masks:
+        require_instances(data, "masks of the ground truth")
     out = []
     for i in (indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)):
         t = data.target(int(i))
-        out.append({k: t[k].to(device) if device is not None else t[k]
-                    for k in ("boxes", "labels", "difficult", "iscrowd")})
+        item = {k: t[k] for k in ("boxes", "labels", "difficult", "iscrowd")}
+        if masks:
+            count = int(data.offsets[int(i) + 1] - data.offsets[int(i)])
+            ids = torch.arange(1, count + 1, dtype=data.instances.dtype)
+            item["masks"] = data.instances[int(i)][None] == ids[:, None, None]
+        out.append({k: v.to(device) if device is not None else v for k, v in item.items()})
     return out
+
+
+def require_instances(data: BoxSet, what: str) -> None:
+    """A clear error unless ``data`` has instance masks."""
+    if data.instances is None:
+        raise ValueError(f"{what} need instance masks, and this dataset has only boxes: use digit-scenes, a COCO "
+                         f"folder with polygon or RLE segmentations, or a box detector (faster_rcnn_mini)")
 
 
 @torch.no_grad()
 def detect(model: nn.Module, pipeline: SegmentationPipeline, images: torch.Tensor, *, batch_size: int = 64,
-           amp: bool = False) -> list[dict[str, torch.Tensor]]:
+           amp: bool = False, mask_scores: bool = False) -> list[dict[str, torch.Tensor]]:
     """The detections of ``model`` (put in eval mode for the call) on uint8 ``images`` ``(N, C, H, W)``,
-    one dict per image, on the CPU."""
+    one dict per image, on the CPU. Mask R-CNN's bool ``masks`` stay bool; its pasted
+    probabilities (``mask_scores``, four bytes a pixel per detection) are kept only if asked."""
     was_training = model.training
     model.eval()
     device = pipeline.device
@@ -68,23 +84,33 @@ def detect(model: nn.Module, pipeline: SegmentationPipeline, images: torch.Tenso
         for start in range(0, len(images), batch_size):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 found = model(pipeline.eval_input(images[start:start + batch_size]))
-            out.extend({k: v.detach().float().cpu() if k != "labels" else v.cpu() for k, v in d.items()} for d in found)
+            out.extend({k: v.cpu() if k == "labels" or v.dtype == torch.bool else v.detach().float().cpu()
+                        for k, v in d.items() if mask_scores or k != "mask_scores"} for d in found)
     finally:
         model.train(was_training)
     return out
 
 
 def detection_scores(preds: Sequence[dict[str, torch.Tensor]], targets: Sequence[dict[str, torch.Tensor]],
-                     classes: Sequence[str]) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
+                     classes: Sequence[str], *, masks: bool = False
+                     ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any]]:
     """COCO and VOC07 scores (fractions) of ``preds`` against ``targets``, the per-class AP
     (COCO mAP@[.5:.95] as ``ap``, VOC07 AP@0.5 as ``ap50``) by class name (-1 where a class has no
-    ground truth), and :func:`mean_average_precision`'s whole results (``"coco"``, ``"voc07"``)."""
+    ground truth), and :func:`mean_average_precision`'s whole results (``"coco"``, ``"voc07"``).
+
+    ``masks=True`` (Mask R-CNN; ``masks`` in both) adds COCO's mask AP (``iou_type="segm"``):
+    ``mask_map``, ``mask_map50``, ``mask_map75``, per class ``mask_ap``, and ``"segm"``."""
     coco = mean_average_precision(preds, targets, protocol="coco", class_metrics=True)
     voc = mean_average_precision(preds, targets, protocol="voc07", class_metrics=True)
     metrics = {"map": float(coco["map"]), "map50": float(coco["map_50"]), "map75": float(coco["map_75"]),
                "map_small": float(coco["map_small"]), "map_medium": float(coco["map_medium"]),
                "map_large": float(coco["map_large"]), "mar_100": float(coco["mar_100"]),
                "map_voc07": float(voc["map"])}
+    raw = {"coco": coco, "voc07": voc}
+    if masks:
+        raw["segm"] = mean_average_precision(preds, targets, protocol="coco", iou_type="segm", class_metrics=True)
+        metrics.update(mask_map=float(raw["segm"]["map"]), mask_map50=float(raw["segm"]["map_50"]),
+                       mask_map75=float(raw["segm"]["map_75"]))
 
     def by_name(result: dict[str, Any]) -> dict[str, float]:
         labels = result["classes"].reshape(-1).tolist()
@@ -92,7 +118,10 @@ def detection_scores(preds: Sequence[dict[str, torch.Tensor]], targets: Sequence
         named = {classes[int(k)]: float(v) for k, v in zip(labels, values) if 0 < int(k) < len(classes)}
         return {name: named.get(name, -1.0) for name in classes[1:]}
 
-    return metrics, {"ap": by_name(coco), "ap50": by_name(voc)}, {"coco": coco, "voc07": voc}
+    per_class = {"ap": by_name(coco), "ap50": by_name(voc)}
+    if masks:
+        per_class["mask_ap"] = by_name(raw["segm"])
+    return metrics, per_class, raw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,9 +176,16 @@ class DetectionTask(Task):
     percent = metric_names
     metric_label = "COCO mAP@[.5:.95]"
 
-    def __init__(self, data: DetectionData, augment: SegmentationAugment | None = None) -> None:
+    def __init__(self, data: DetectionData, augment: SegmentationAugment | None = None, *,
+                 masks: bool = False) -> None:
         self.data = data
         self.augment = augment or SegmentationAugment()
+        self.masks = bool(masks)
+        if self.masks:  # Mask R-CNN: instance masks in the targets, mask AP in the scores
+            require_instances(data.splits.train, "Mask R-CNN's training targets")
+            require_instances(data.splits.test, "Mask R-CNN's mask AP")
+            self.metric_names = type(self).metric_names + MASK_METRICS
+            self.percent = self.metric_names
         self.classes = list(data.splits.classes)
         self.pipeline: SegmentationPipeline | None = None
         self._details: dict[str, Any] = {}
@@ -166,6 +202,8 @@ class DetectionTask(Task):
         self.images = train.images.to(runtime.device)
         self.boxes = train.boxes.to(runtime.device)
         self.labels = train.labels.to(runtime.device)
+        self.offsets = train.offsets.to(runtime.device)
+        self.instances = train.instances.to(runtime.device) if self.masks else None
 
     def _instances(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of the instances of images ``indices`` and, for each, its place in the batch."""
@@ -176,11 +214,17 @@ class DetectionTask(Task):
 
     def train_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         rows, batch_index = self._instances(indices)
-        batch = self.pipeline.augment_batch(self.images[indices], boxes=self.boxes[rows], box_index=batch_index,
-                                            box_min_size=MIN_BOX_SIZE)
+        instances = self.instances[indices] if self.masks else None
+        batch = self.pipeline.augment_batch(self.images[indices], instances, boxes=self.boxes[rows],
+                                            box_index=batch_index, box_min_size=MIN_BOX_SIZE)
         labels = self.labels[rows][batch.keep]
         per_image = torch.bincount(batch.box_index, minlength=len(indices)).tolist()
         targets = [{"boxes": b, "labels": lb} for b, lb in zip(batch.boxes.split(per_image), labels.split(per_image))]
+        if self.masks:  # instance j of an image is the pixels of value j + 1 of its warped instance map
+            ids = (rows - self.offsets[indices.to(rows.device)][batch_index] + 1)[batch.keep]
+            masks = batch.masks[batch.box_index] == ids[:, None, None]
+            for target, m in zip(targets, masks.split(per_image)):
+                target["masks"] = m
         return batch.images, targets
 
     def training_step(self, model: nn.Module, batch: tuple[torch.Tensor, list[dict[str, torch.Tensor]]]) -> StepOutput:
@@ -195,7 +239,8 @@ class DetectionTask(Task):
         # mAP ranks every detection of the split at once: each rank scores the whole test split
         test = self.data.splits.test
         preds = detect(model, self.pipeline, test.images, batch_size=min(batch_size, 64), amp=amp)
-        metrics, self._details, _ = detection_scores(preds, image_targets(test, range(len(test))), self.classes)
+        targets = image_targets(test, range(len(test)), masks=self.masks)
+        metrics, self._details, _ = detection_scores(preds, targets, self.classes, masks=self.masks)
         return metrics
 
     def details(self) -> dict[str, Any]:

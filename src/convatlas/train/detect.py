@@ -43,11 +43,19 @@ class DetectionReport:
     coco: dict[str, float] = field(repr=False)
     curves: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict, repr=False)
     figure: Path | None = None
+    # Mask R-CNN: COCO's mask AP (iou_type="segm"); None for a box detector
+    mask_map: float | None = None
+    mask_map50: float | None = None
+    mask_map75: float | None = None
+    mask_ap: dict[str, float] | None = None  # per class, mask mAP@[.5:.95]
 
     def to_dict(self) -> dict[str, Any]:
         out = {"map": self.map, "map50": self.map50, "map75": self.map75, "map_voc07": self.map_voc07,
                "map_voc": self.map_voc, "count": self.count, "classes": self.classes, "ap": self.ap,
                "ap50": self.ap50, "coco": self.coco}
+        if self.mask_map is not None:
+            out.update(mask_map=self.mask_map, mask_map50=self.mask_map50, mask_map75=self.mask_map75,
+                       mask_ap=self.mask_ap)
         if self.figure is not None:
             out["figure"] = str(self.figure)
         return out
@@ -73,9 +81,10 @@ def evaluate_detection(run: str | os.PathLike | LoadedRun, *, which: str = "best
         raise ValueError(f"dataset {splits.name!r} has classes {splits.classes[:5]}..., the run was trained on "
                          f"{loaded.classes[:5]}...; evaluate on data with the same classes")
     test = splits.test
+    masks = bool(getattr(loaded.model, "predicts_masks", False))
     preds = detect(loaded.model, _pipeline(loaded), test.images, batch_size=batch_size)
-    targets = image_targets(test, range(len(test)))
-    metrics, per_class, raw = detection_scores(preds, targets, loaded.classes)
+    targets = image_targets(test, range(len(test)), masks=masks)
+    metrics, per_class, raw = detection_scores(preds, targets, loaded.classes, masks=masks)
     coco = raw["coco"]
     voc = mean_average_precision(preds, targets, protocol="voc", return_curves=True)  # VOC2010+ area AP, curves
     pr = {int(k): (r.tolist(), p.tolist()) for k, (r, p) in voc["curves"].items()}
@@ -89,22 +98,27 @@ def evaluate_detection(run: str | os.PathLike | LoadedRun, *, which: str = "best
     return DetectionReport(metrics["map"], metrics["map50"], metrics["map75"], metrics["map_voc07"],
                            float(voc["map"]), len(test), list(loaded.classes), per_class["ap"], per_class["ap50"],
                            {k: float(v) for k, v in coco.items() if k.startswith(("map", "mar")) and "per_class" not in k},
-                           pr, figure)
+                           pr, figure, metrics.get("mask_map"), metrics.get("mask_map50"), metrics.get("mask_map75"),
+                           per_class.get("mask_ap"))
 
 
 @dataclass
 class DetectionPrediction:
-    """The boxes (xyxy, image pixels), class names and scores found in one image, best first."""
+    """The boxes (xyxy, image pixels), class names and scores found in one image, best first;
+    for Mask R-CNN also each instance's mask (``masks`` (D, H, W) bool) and its area in pixels."""
 
     source: str
     boxes: list[list[float]]
     labels: list[str]
     scores: list[float]
     figure: Path | None = None
+    masks: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        areas = self.masks.flatten(1).sum(1).tolist() if self.masks is not None else [None] * len(self.boxes)
         out: dict[str, Any] = {"image": self.source, "detections": [
-            {"class": c, "score": s, "box": b} for b, c, s in zip(self.boxes, self.labels, self.scores)]}
+            {"class": c, "score": s, "box": b, **({"mask_pixels": int(a)} if a is not None else {})}
+            for b, c, s, a in zip(self.boxes, self.labels, self.scores, areas)]}
         if self.figure is not None:
             out["figure"] = str(self.figure)
         return out
@@ -117,7 +131,7 @@ def predict_detection(run: str | os.PathLike | LoadedRun, images: Sequence[str |
     """The detections scoring at least ``score_threshold`` in each image (files, any size the
     detector takes, or a uint8 (N, C, H, W) tensor), fed at its own size with the run's
     normalisation. ``out`` (a .png/.svg/.pdf path; one file per image, numbered when there are
-    several) draws the boxes with their class and score."""
+    several) draws the boxes with their class and score, and Mask R-CNN's masks."""
     if not 0 <= score_threshold <= 1:
         raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
     loaded = run if isinstance(run, LoadedRun) else load_run(run, which, device=device)
@@ -137,5 +151,6 @@ def predict_detection(run: str | os.PathLike | LoadedRun, images: Sequence[str |
                                                  f"(score >= {score_threshold:g})")
         results.append(DetectionPrediction(name, [[round(v, 2) for v in b] for b in found["boxes"].tolist()],
                                            [loaded.classes[int(k)] for k in found["labels"]],
-                                           [round(float(s), 4) for s in found["scores"]], figure))
+                                           [round(float(s), 4) for s in found["scores"]], figure,
+                                           found.get("masks")))
     return results

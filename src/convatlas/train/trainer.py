@@ -214,7 +214,7 @@ def _prepare_detection(card: Any, cfg: TrainConfig) -> _Prepared:
     splits = data.splits
     h, w = data.image_size
     cfg = cfg.replace(model=card.name, num_classes=len(splits.classes), image_size=h if h == w else cfg.image_size)
-    task = DetectionTask(data, cfg.segment_augment)
+    task = DetectionTask(data, cfg.segment_augment, masks=bool(card.extra.get("masks")))
     facts = {"in_channels": data.channels, "data_channels": int(splits.train.images.shape[1]), "image_size": h,
              "image_shape": [h, w], "mean": list(data.mean), "std": list(data.std), "dataset": splits.name}
     return _Prepared(task, cfg, len(splits.classes), list(splits.classes), facts, len(splits.train),

@@ -26,10 +26,12 @@ _DRAW_SIDE = 320  # images are enlarged to about this many pixels on their longe
 
 
 def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: Sequence[int], classes: Sequence[str], *,
-                    scores: Sequence[float] | None = None, width: int = 2) -> np.ndarray:
+                    scores: Sequence[float] | None = None, width: int = 2,
+                    masks: torch.Tensor | None = None, alpha: float = 0.45) -> np.ndarray:
     """uint8 image (C, H, W) with ``boxes`` (N, 4) xyxy, ``"class score"`` above each -> (H', W', 3)
-    in [0, 1], enlarged by ``max(1, 320 // max(H, W))``."""
-    from torchvision.utils import draw_bounding_boxes
+    in [0, 1], enlarged by ``max(1, 320 // max(H, W))``. ``masks`` (N, H, W) bool: each instance's
+    pixels tinted in its class colour (torchvision's ``draw_segmentation_masks``, opacity ``alpha``)."""
+    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
     if image.dtype != torch.uint8 or image.dim() != 3:
         raise ValueError(f"draw_detections takes a uint8 image (C, H, W), got {image.dtype} {tuple(image.shape)}")
@@ -43,6 +45,14 @@ def draw_detections(image: torch.Tensor, boxes: torch.Tensor, labels: Sequence[i
     rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
     big = rgb.repeat_interleave(factor, 1).repeat_interleave(factor, 2).contiguous()
     colours = class_colours(len(classes))
+    if masks is not None and len(boxes):
+        masks = torch.as_tensor(masks)
+        if masks.dtype != torch.bool or tuple(masks.shape) != (len(boxes), *image.shape[-2:]):
+            raise ValueError(f"masks must be bool ({len(boxes)}, {image.shape[-2]}, {image.shape[-1]}), one per box, "
+                             f"got {masks.dtype} {tuple(masks.shape)}")
+        big_masks = masks.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+        big = draw_segmentation_masks(big, big_masks, alpha=alpha,
+                                      colors=[tuple(int(c) for c in colours[k]) for k in labels])
     text = [classes[k] + (f" {float(s):.2f}" if scores is not None else "") for k, s in
             zip(labels, scores if scores is not None else [None] * len(labels))]
     drawn = draw_bounding_boxes(big, boxes * factor, labels=text,
@@ -61,7 +71,8 @@ def save_detection_figure(path: str | os.PathLike, image: torch.Tensor, predicti
     found = len(prediction["boxes"])
     panels.append(Panel(f"detections ({found})", draw_detections(image, prediction["boxes"],
                                                                  prediction["labels"].tolist(), classes,
-                                                                 scores=prediction["scores"].tolist())))
+                                                                 scores=prediction["scores"].tolist(),
+                                                                 masks=prediction.get("masks"))))
     return save_panels(panels, path, title)
 
 
