@@ -55,7 +55,7 @@ from convatlas.registry import InputTooSmallError, ModelCard, Published, registe
 
 __all__ = ["FasterRCNN", "RoIHeads", "TwoMLPHead", "FastRCNNPredictor", "DetectionSettings", "fast_rcnn_loss",
            "check_targets", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
-           "faster_rcnn_backbone", "faster_rcnn_fpn_parts", "faster_rcnn_resnet50_fpn", "faster_rcnn_mini",
+           "faster_rcnn_backbone", "faster_rcnn_fpn_parts", "faster_rcnn_resnet50_fpn", "faster_rcnn_mini", "mini_parts",
            "FPN_PROPOSALS"]
 
 ROI_POOLS = ("pool", "align")
@@ -548,9 +548,14 @@ def faster_rcnn_mini(*, num_classes: int = 11, in_channels: int = 1, roi_pool: s
     them foreground, Fast R-CNN's fraction) cover them, and 50 proposals at test leave room for
     every digit.
     """
+    return build_faster_rcnn(**mini_parts(in_channels), num_classes=num_classes, roi_pool=roi_pool,
+                             objectness=objectness)
+
+
+def mini_parts(in_channels: int = 1) -> dict[str, Any]:
+    """The settings of :func:`faster_rcnn_mini` for :func:`build_faster_rcnn` (Mask R-CNN's mini
+    shares them): the backbone, its 64 channels, the anchors, proposal and RoI counts."""
     backbone = FeatureExtractor(MiniBackbone(in_channels), ["conv5"])
-    return build_faster_rcnn(backbone, 64, "conv5", num_classes=num_classes, representation=256, roi_pool=roi_pool,
-                             objectness=objectness, proposals=MINI_PROPOSALS, batch_size_per_image=64,
-                             rpn_batch_size_per_image=256, detections=DetectionSettings(score_thresh=0.05,
-                                                                                       nms_thresh=0.5),
-                             min_input=16, **MINI_ANCHORS)
+    return dict(backbone=backbone, out_channels=64, stage="conv5", representation=256, proposals=MINI_PROPOSALS,
+                batch_size_per_image=64, rpn_batch_size_per_image=256,
+                detections=DetectionSettings(score_thresh=0.05, nms_thresh=0.5), min_input=16, **MINI_ANCHORS)

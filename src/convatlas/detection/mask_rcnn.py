@@ -36,9 +36,8 @@ from torch import nn
 
 from convatlas._checks import positive_int
 from convatlas.detection.faster_rcnn import (DetectionSettings, FasterRCNN, RoIHeads, build_faster_rcnn, fast_rcnn_loss,
-                                             faster_rcnn_fpn_parts, MINI_ANCHORS, MINI_PROPOSALS, MiniBackbone)
+                                             faster_rcnn_fpn_parts, mini_parts)
 from convatlas.detection.roi import MultiScaleRoIAlign, roi_align_each
-from convatlas.models.features import FeatureExtractor
 from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = ["MaskHead", "MaskPredictor", "MaskRoIHeads", "MaskRCNN", "mask_targets", "mask_loss", "paste_masks",
@@ -307,9 +306,5 @@ def mask_rcnn_mini(*, num_classes: int = 11, in_channels: int = 1) -> MaskRCNN:
     Why not the paper's 14x14 -> 28x28: the digits are 8-26 px, so 14x14 masks already resolve
     them to 2 px or better, and on 2 CPU cores the larger branch made a training step about 1.5x
     as long as Faster R-CNN's."""
-    backbone = FeatureExtractor(MiniBackbone(in_channels), ["conv5"])
-    return build_mask_rcnn(backbone=backbone, out_channels=64, stage="conv5", num_classes=num_classes,
-                           representation=256, roi_pool="align", objectness="sigmoid", proposals=MINI_PROPOSALS,
-                           batch_size_per_image=64, rpn_batch_size_per_image=256,
-                           detections=DetectionSettings(score_thresh=0.05, nms_thresh=0.5), min_input=16,
-                           mask_stage="conv5", mask_widths=(64, 64), mask_hidden=64, mask_pool=7, **MINI_ANCHORS)
+    return build_mask_rcnn(**mini_parts(in_channels), num_classes=num_classes, roi_pool="align", objectness="sigmoid",
+                           mask_stage="conv5", mask_widths=(64, 64), mask_hidden=64, mask_pool=7)
