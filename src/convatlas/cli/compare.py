@@ -40,15 +40,20 @@ def cmd_atlas(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help="compare networks: accuracy vs operations vs parameters",
-        description="Train and measure networks on a dataset (cached per network in run directories; "
-                    "an interrupted comparison resumes), or chart the zoo's published results (--published).",
+        help="compare networks: test score vs operations vs parameters",
+        description="Train and measure networks of one task on a dataset (cached per network in run directories; "
+                    "an interrupted comparison resumes) and chart their test score - top-1 for classifiers, mIoU "
+                    "for segmentation, COCO mAP for detectors (with mAP@0.5 and AP75; a detector's MACs are "
+                    "counted on a real forward pass on a test scene, proposals included) - against MACs and "
+                    "CPU latency; or chart the zoo's published results (--published).",
     )
-    p.add_argument("models", nargs="*", help="registered network names, or variants NAME:key=value[,key=value] "
-                                              "(e.g. unet_mini:upsample=nearest)")
+    p.add_argument("models", nargs="*", help="registered network names of one task, or variants "
+                                              "NAME:key=value[,key=value] (e.g. unet_mini:upsample=nearest, "
+                                              "faster_rcnn_mini:roi_pool=pool)")
     p.add_argument("--published", action="store_true", help="chart the published ImageNet results of the zoo")
-    p.add_argument("--data", default=None, help="dataset name or folder (default: the embedded digits, or the "
-                                                 "digit scenes for segmentation networks)")
+    p.add_argument("--data", default=None, help="dataset name or folder (default: the embedded digits for "
+                                                 "classifiers, the digit scenes for segmentation networks and "
+                                                 "detectors)")
     p.add_argument("--epochs", type=float, help="epochs per network (default: the trainer's default for the model)")
     p.add_argument("--recipe", help="a recipe YAML applied to every network")
     p.add_argument("--image-size", type=int, help="resize images to this side")

@@ -17,7 +17,7 @@ from convatlas._io import atomic_write_text
 from convatlas.compare.runs import Comparison, compare_runs
 from convatlas.registry import model_card
 from convatlas.train.config import RESUME_OVERRIDABLE, check_keys
-from convatlas.train.trainer import DEFAULT_SEGMENTATION_DATA, train
+from convatlas.train.trainer import DEFAULT_DATA, train
 
 __all__ = ["compare_models", "parse_spec"]
 
@@ -72,8 +72,12 @@ def compare_models(
     """Train (or reuse) each network on ``data`` and chart its score vs MACs vs params, and vs latency.
 
     ``models`` are registered names, or variants written ``NAME:key=value[,key=value]`` (builder
-    arguments, e.g. ``unet_mini:upsample=nearest``; each spec is one row and one run). All must be
-    of one task: classification networks are scored by test top-1, segmentation networks by mIoU.
+    arguments, e.g. ``unet_mini:upsample=nearest``, ``faster_rcnn_mini:roi_pool=pool``; each spec is
+    one row and one run). All must be of one task: classification networks are scored by test
+    top-1, segmentation networks by test mIoU, detectors by test COCO mAP@[.5:.95] (with mAP@0.5
+    and AP75 beside it, and MACs counted on a real forward pass on a test scene, proposals
+    included: see :func:`convatlas.compare.runs.compare_runs`). ``data`` defaults to the task's:
+    the embedded ``digits`` for classification, ``digit-scenes`` for segmentation and detection.
 
     ``epochs`` and ``recipe`` apply to every network. ``train_args`` gives some networks their own
     trainer arguments (:class:`~convatlas.train.TrainConfig` keys), which win over those:
@@ -88,9 +92,12 @@ def compare_models(
         raise ValueError(f"a network is named twice in {', '.join(models)}")
     tasks = {spec: model_card(name).task for spec, (name, _) in specs.items()}
     if len(set(tasks.values())) > 1:
-        raise ValueError("a comparison covers one task; got " + ", ".join(f"{k} ({v})" for k, v in tasks.items()))
-    if data is None:  # the task's embedded default
-        data = DEFAULT_SEGMENTATION_DATA if "segmentation" in tasks.values() else "digits"
+        raise ValueError("a comparison covers one task, scored one way (classification: test top-1, segmentation: "
+                         "test mIoU, detection: test COCO mAP); got " + ", ".join(f"{k} ({v})" for k, v in tasks.items())
+                         + " - compare each task's networks separately")
+    task = next(iter(tasks.values()))
+    if data is None:  # the task's embedded default, the one the trainer would pick
+        data = DEFAULT_DATA.get(task, "digits")
     train_args = {name: dict(args) for name, args in (train_args or {}).items()}
     stray = sorted(set(train_args) - set(models))
     if stray:
