@@ -57,20 +57,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 16
 
 
-def bench_default(seeds: list[int], workdir: Path) -> dict:
+def bench_default(seeds: list[int], workdir: Path, model: str = "faster_rcnn_mini",
+                  goal: str = ">= 0.90 and >= 0.60 in <= 300 s") -> dict:
+    """``convatlas train MODEL`` with no other arguments, once per seed: its scores and time."""
     runs = []
     for seed in seeds:
-        s = quiet_train("faster_rcnn_mini", seed=seed, out=workdir / f"faster_rcnn_mini-seed{seed}")
+        s = quiet_train(model, seed=seed, out=workdir / f"{model}-seed{seed}")
         runs.append({"seed": seed, "test_map": s["test_map"], "test_map50": s["test_map50"],
                      "test_map75": s["test_map75"], "test_map_voc07": s["test_map_voc07"],
                      "train_seconds": s["train_seconds"], "images_per_second": s["images_per_second"],
                      "recipe": s["recipe"], "threads": s["threads"], "epochs": s["epochs"]})
-        print(f"  faster_rcnn_mini seed {seed}: test mAP@0.5 {s['test_map50']:.4f}, COCO mAP {s['test_map']:.4f} "
+        print(f"  {model} seed {seed}: test mAP@0.5 {s['test_map50']:.4f}, COCO mAP {s['test_map']:.4f} "
               f"(AP75 {s['test_map75']:.4f}, VOC07 {s['test_map_voc07']:.4f}) after {s['train_seconds']:.1f} s "
               f"training ({s['images_per_second']:,.1f} img/s, {s['threads']} threads)", flush=True)
     summary = {k: statistics.mean(r[k] for r in runs) for k in ("test_map", "test_map50", "train_seconds")}
-    print(f"faster_rcnn_mini: mean mAP@0.5 {summary['test_map50']:.4f}, COCO mAP {summary['test_map']:.4f}, "
-          f"{summary['train_seconds']:.1f} s training (goal: >= 0.90 and >= 0.60 in <= 300 s)", flush=True)
+    print(f"{model}: mean mAP@0.5 {summary['test_map50']:.4f}, COCO mAP {summary['test_map']:.4f}, "
+          f"{summary['train_seconds']:.1f} s training (goal: {goal})", flush=True)
     return {"runs": runs, **{f"mean_{k}": v for k, v in summary.items()},
             "max_train_seconds": max(r["train_seconds"] for r in runs)}
 
@@ -140,22 +142,25 @@ def _plain_step(model: nn.Module, x: torch.Tensor, targets: list) -> callable:
     return step
 
 
-def bench_speed(steps: int, rounds: int, workdir: Path) -> dict:
+def bench_speed(steps: int, rounds: int, workdir: Path, model: str = "faster_rcnn_mini", twin=None,
+                baseline: str = "torchvision.models.detection.FasterRCNN with faster_rcnn_mini's backbone, anchors, "
+                                 "RoI Align, head and counts, plain loop, AdamW") -> dict:
+    """The convatlas trainer on ``model`` against ``twin()`` (torchvision's detector with the same
+    parts) in a plain loop, paired step by step."""
     scenes = _Scenes()
     index = torch.arange(BATCH)
-    step = _plain_step(torchvision_twin(), scenes.images("train", index), scenes.targets("train", index))
-    measured = [paired_round("faster_rcnn_mini", step, BATCH, workdir / f"speed-{r}",
+    step = _plain_step((twin or torchvision_twin)(), scenes.images("train", index), scenes.targets("train", index))
+    measured = [paired_round(model, step, BATCH, workdir / f"speed-{r}",
                              data_options={"num_train": BATCH * steps, "num_test": BATCH}, batch_size=BATCH,
                              schedule="constant", threads=torch.get_num_threads()) for r in range(rounds)]
     ratios = [(m["convatlas_images"] / m["convatlas_seconds"]) / (m["plain_loop_images"] / m["plain_loop_seconds"])
               for m in measured]
     ours = sum(m["convatlas_images"] for m in measured) / sum(m["convatlas_seconds"] for m in measured)
     theirs = sum(m["plain_loop_images"] for m in measured) / sum(m["plain_loop_seconds"] for m in measured)
-    print(f"  faster_rcnn_mini 64x64, batch {BATCH}, {rounds} paired rounds of {steps} steps: convatlas trainer "
-          f"{ours:,.1f} img/s, torchvision FasterRCNN (same parts) in a plain loop {theirs:,.1f} img/s, ratio "
+    print(f"  {model} 64x64, batch {BATCH}, {rounds} paired rounds of {steps} steps: convatlas trainer "
+          f"{ours:,.1f} img/s, torchvision (same parts) in a plain loop {theirs:,.1f} img/s, ratio "
           f"{ours / theirs:.3f} (rounds {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
-    return {"baseline": "torchvision.models.detection.FasterRCNN with faster_rcnn_mini's backbone, anchors, RoI Align, "
-                        "head and counts, plain loop, AdamW",
+    return {"baseline": baseline,
             "image_size": 64, "batch_size": BATCH, "steps": steps, "rounds": rounds,
             "method": "paired: a plain-loop step after each trainer step, epoch 2 timed",
             "convatlas_images_per_second": ours, "plain_loop_images_per_second": theirs, "ratio": ours / theirs,
@@ -171,9 +176,10 @@ def _onecycle(fraction: float, peak: float, rise: float = 0.25) -> float:
     return end + (peak - end) * (1 + math.cos(math.pi * f)) / 2
 
 
-def bench_same_time(seconds: float, seed: int = 0) -> dict:
+def bench_same_time(seconds: float, seed: int = 0, twin=None) -> dict:
+    """``twin(seed)`` (default: torchvision's FasterRCNN of part 2) trained from scratch for ``seconds``."""
     scenes = _Scenes()
-    model = torchvision_twin(seed)
+    model = (twin or torchvision_twin)(seed)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
     n = len(scenes.splits.train)
@@ -204,7 +210,7 @@ def bench_same_time(seconds: float, seed: int = 0) -> dict:
     coco = mean_average_precision(preds, targets, protocol="coco")
     result = {"train_seconds": trained, "steps": steps, "images": images, "epochs": images / n,
               "test_map": float(coco["map"]), "test_map50": float(coco["map_50"]), "test_map75": float(coco["map_75"])}
-    print(f"  torchvision FasterRCNN (same parts), plain loop for {trained:.1f} s ({steps} steps, "
+    print(f"  torchvision {type(model).__name__} (same parts), plain loop for {trained:.1f} s ({steps} steps, "
           f"{images / n:.2f} epochs): test mAP@0.5 {result['test_map50']:.4f}, COCO mAP {result['test_map']:.4f}",
           flush=True)
     return result

@@ -34,22 +34,26 @@ def build_table() -> str:
         "",
         f"{len(names)} registered networks. *Measured* = `convatlas summary` at the native input size "
         "(MACs: conv + linear multiply-accumulates); *published* = the paper's (or the reference "
-        "implementation's) number, source in `convatlas card NAME`. Written by `scripts/make_zoo_table.py`.",
+        "implementation's) number, source in `convatlas card NAME`; a detector's published score is its "
+        "mAP (the protocol on its card: VOC07 or COCO). MACs marked * stop where the analysis can trace no "
+        "further without data (a two-stage detector's proposals, a detector's NMS): the backbone and "
+        "the heads before them. Written by `scripts/make_zoo_table.py`.",
         "",
         "| network | task | family | year | input | params (measured) | MACs (measured) | receptive field | "
-        "published params | published MACs | published top-1 / mIoU % | torchvision |",
+        "published params | published MACs | published top-1 / mIoU / mAP % | torchvision |",
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in names:
         card = convatlas.model_card(name)
         m = measured.get(name)
         rf = "–"
-        score = card.top1.value if card.top1 else (f"{card.miou.value} mIoU" if card.miou else "–")
+        score = (card.top1.value if card.top1 else f"{card.miou.value} mIoU" if card.miou else
+                 f"{card.map.value} mAP" if card.map else "–")
         if m is not None and m.receptive_field:
             rf = f"{max(m.receptive_field):g}"
         lines.append(
             f"| `{name}` | {card.task} | {card.family} | {card.year} | {'×'.join(map(str, card.input_size))} | "
-            f"{m.params:,} | {_count(m.macs)} | {rf} | "
+            f"{m.params:,} | {_count(m.macs)}{'' if m.complete else '*'} | {rf} | "
             f"{_count(card.params.value) if card.params else '–'} | {_count(card.macs.value) if card.macs else '–'} | "
             f"{score} | {card.torchvision or '–'} |"
             if m is not None else
