@@ -54,7 +54,7 @@ from convatlas.models.features import FeatureExtractor, FeatureInfo, stages_at, 
 from convatlas.registry import InputTooSmallError, ModelCard, Published, register_model
 
 __all__ = ["FasterRCNN", "RoIHeads", "TwoMLPHead", "FastRCNNPredictor", "DetectionSettings", "fast_rcnn_loss",
-           "check_targets", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
+           "check_targets", "check_inputs", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
            "faster_rcnn_backbone", "faster_rcnn_fpn_parts", "faster_rcnn_resnet50_fpn", "faster_rcnn_mini", "mini_parts",
            "FPN_PROPOSALS"]
 
@@ -267,6 +267,24 @@ def check_targets(targets: Any, n: int, image_size: Sequence[int], num_classes: 
                                  f"(1..{num_classes - 1}; 0 is the background)")
 
 
+def check_inputs(images: Any, targets: Any, *, training: bool, min_input: int, num_classes: int) -> tuple[int, int, int]:
+    """What every detector's ``forward`` checks first: ``images`` a ``(N, C, H, W)`` tensor, each
+    side at least ``min_input`` (else :class:`~convatlas.registry.InputTooSmallError`), and in
+    training ``targets`` given and valid (:func:`check_targets`). Returns ``(N, H, W)``."""
+    if not torch.is_tensor(images) or images.dim() != 4:
+        raise ValueError(f"images must be a float (N, C, H, W) batch, got "
+                         f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
+    n, _, h, w = images.shape
+    if min(h, w) < min_input:
+        raise InputTooSmallError(f"images are {h}x{w}; this detector needs at least {min_input}x{min_input} pixels")
+    if training:
+        if targets is None:
+            raise ValueError("in training mode the detector needs targets: one dict with 'boxes' and 'labels' "
+                             "per image (call model.eval() to detect)")
+        check_targets(targets, n, (h, w), num_classes)
+    return n, h, w
+
+
 class FasterRCNN(nn.Module):
     """``backbone`` -> ``rpn`` -> ``roi_heads`` (see the module docstring).
 
@@ -293,18 +311,8 @@ class FasterRCNN(nn.Module):
         return maps if isinstance(maps, Mapping) else {"0": maps}
 
     def forward(self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> Any:
-        if not torch.is_tensor(images) or images.dim() != 4:
-            raise ValueError(f"images must be a float (N, C, H, W) batch, got "
-                             f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
-        n, _, h, w = images.shape
-        if min(h, w) < self.min_input:
-            raise InputTooSmallError(f"images are {h}x{w}; this detector needs at least "
-                                     f"{self.min_input}x{self.min_input} pixels")
-        if self.training:
-            if targets is None:
-                raise ValueError("in training mode the detector needs targets: one dict with 'boxes' and 'labels' "
-                                 "per image (call model.eval() to detect)")
-            check_targets(targets, n, (h, w), self.num_classes)
+        n, h, w = check_inputs(images, targets, training=self.training, min_input=self.min_input,
+                               num_classes=self.num_classes)
         image_sizes = [(h, w)] * n
         features = self.features(images)
         proposals, rpn_losses = self.rpn(list(features.values()), (h, w), targets if self.training else None)

@@ -62,11 +62,11 @@ from torch import nn
 from convatlas._checks import non_negative, one_of, positive_int
 from convatlas.detection.anchors import AnchorGenerator
 from convatlas.detection.boxes import BoxCoder, batched_nms, box_iou, clip_boxes
-from convatlas.detection.faster_rcnn import MiniBackbone, check_targets
+from convatlas.detection.faster_rcnn import MiniBackbone, check_inputs
 from convatlas.detection.fpn import FeaturePyramidNetwork
 from convatlas.detection.sampling import BETWEEN_THRESHOLDS, Matcher
 from convatlas.models.features import FeatureExtractor, stages_at, zoo_backbone
-from convatlas.registry import InputTooSmallError, ModelCard, Published, register_model
+from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = ["sigmoid_focal_loss", "prior_bias", "LastLevelP6P7", "RetinaPyramid", "RetinaNetHead", "RetinaNet",
            "RetinaSettings", "retina_anchor_sizes", "build_retinanet", "retinanet_resnet50_fpn",
@@ -264,18 +264,8 @@ class RetinaNet(nn.Module):
         return maps if isinstance(maps, Mapping) else {"0": maps}
 
     def forward(self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> Any:
-        if not torch.is_tensor(images) or images.dim() != 4:
-            raise ValueError(f"images must be a float (N, C, H, W) batch, got "
-                             f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
-        n, _, h, w = images.shape
-        if min(h, w) < self.min_input:
-            raise InputTooSmallError(f"images are {h}x{w}; this detector needs at least "
-                                     f"{self.min_input}x{self.min_input} pixels")
-        if self.training:
-            if targets is None:
-                raise ValueError("in training mode the detector needs targets: one dict with 'boxes' and 'labels' "
-                                 "per image (call model.eval() to detect)")
-            check_targets(targets, n, (h, w), self.num_classes)
+        n, h, w = check_inputs(images, targets, training=self.training, min_input=self.min_input,
+                               num_classes=self.num_classes)
         maps = list(self.features(images).values())
         logits, deltas = self.head(maps)
         anchors = self.anchors(maps, (h, w))[0]

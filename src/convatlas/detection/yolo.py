@@ -57,8 +57,8 @@ from torch import nn
 
 from convatlas._checks import non_negative, positive_int
 from convatlas.detection.boxes import batched_nms, box_iou
-from convatlas.detection.faster_rcnn import check_targets
-from convatlas.registry import InputTooSmallError, ModelCard, Published, register_model
+from convatlas.detection.faster_rcnn import check_inputs
+from convatlas.registry import ModelCard, Published, register_model
 
 __all__ = ["YOLOv1", "YOLOSettings", "ConvGridHead", "yolo_loss", "yolo_targets", "decode_grid", "darknet_v1", "yolo_v1",
            "yolo_mini", "PAPER_LAYERS"]
@@ -217,21 +217,13 @@ class YOLOv1(nn.Module):
         return self.head(self.features(images)).view(images.shape[0], s, s, self.outputs_per_cell)
 
     def forward(self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> Any:
-        if not torch.is_tensor(images) or images.dim() != 4:
-            raise ValueError(f"images must be a float (N, C, H, W) batch, got "
-                             f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
-        n, _, h, w = images.shape
-        if min(h, w) < self.min_input:
-            raise InputTooSmallError(f"images are {h}x{w}; this detector needs at least "
-                                     f"{self.min_input}x{self.min_input} pixels")
-        if self.image_size is not None and (h, w) != (self.image_size, self.image_size):
+        if torch.is_tensor(images) and images.dim() == 4 and self.image_size is not None \
+                and tuple(images.shape[-2:]) != (self.image_size, self.image_size):
+            h, w = images.shape[-2:]
             raise ValueError(f"images are {h}x{w}; YOLO v1's fully connected layer fixes its input to "
                              f"{self.image_size}x{self.image_size} (resize them, e.g. --image-size {self.image_size})")
-        if self.training:
-            if targets is None:
-                raise ValueError("in training mode the detector needs targets: one dict with 'boxes' and 'labels' "
-                                 "per image (call model.eval() to detect)")
-            check_targets(targets, n, (h, w), self.num_classes)
+        n, h, w = check_inputs(images, targets, training=self.training, min_input=self.min_input,
+                               num_classes=self.num_classes)
         output = self.grid(images)
         if self.training:
             return yolo_loss(output, targets, (h, w), self.settings, self.num_classes - 1)
