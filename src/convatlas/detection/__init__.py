@@ -6,7 +6,8 @@ localisation (:mod:`~convatlas.detection.localization`), the sliding window
 Fast R-CNN head (:mod:`~convatlas.detection.rpn`, :mod:`~convatlas.detection.faster_rcnn`), the
 feature pyramid (:mod:`~convatlas.detection.fpn`) and Mask R-CNN's mask branch
 (:mod:`~convatlas.detection.mask_rcnn`); the single-stage detectors: RetinaNet and the focal loss
-(:mod:`~convatlas.detection.retinanet`) and YOLO v1 (:mod:`~convatlas.detection.yolo`). The networks register themselves (``task="detection"``).
+(:mod:`~convatlas.detection.retinanet`), YOLO v1 (:mod:`~convatlas.detection.yolo`) and SSD's default boxes,
+matching and hard negative mining (:mod:`~convatlas.detection.ssd`). The networks register themselves (``task="detection"``).
 
 Boxes are ``(N, 4)`` xyxy tensors in pixel-edge coordinates throughout (:mod:`convatlas.metrics.boxes`).
 """
@@ -17,6 +18,8 @@ from convatlas.detection.fpn import BackboneWithFPN, FeaturePyramidNetwork
 from convatlas.detection.mask_rcnn import MaskRCNN, MaskRoIHeads, mask_loss, mask_targets, paste_masks
 from convatlas.detection.retinanet import RetinaNet, RetinaNetHead, RetinaSettings, sigmoid_focal_loss
 from convatlas.detection.yolo import YOLOv1, yolo_loss
+from convatlas.detection.ssd import (SSD, DefaultBoxes, L2Norm, SSDHead, SSDSettings, hard_negatives, ssd_loss,
+                                     ssd_match)
 from convatlas.detection.anchors import AnchorGenerator, base_anchors, cell_anchors, grid_anchors
 from convatlas.detection.boxes import (BoxCoder, batched_nms, box_area, box_convert, box_intersection, box_iou,
                                        clip_boxes, generalized_box_iou, nms, remove_small_boxes)
@@ -28,7 +31,8 @@ from convatlas.detection.sampling import BalancedSampler, Matcher
 from convatlas.detection.selective_search import average_best_overlap, proposal_recall
 from convatlas.detection.sliding_window import SlidingWindowDetector, train_window_classifier, window_count
 
-__all__ = ["RetinaNet", "RetinaNetHead", "RetinaSettings", "sigmoid_focal_loss", "YOLOv1", "yolo_loss", "BackboneWithFPN", "FeaturePyramidNetwork", "MaskRCNN", "MaskRoIHeads", "mask_loss", "mask_targets",
+__all__ = ["SSD", "DefaultBoxes", "L2Norm", "SSDHead", "SSDSettings", "hard_negatives", "ssd_loss", "ssd_match",
+           "RetinaNet", "RetinaNetHead", "RetinaSettings", "sigmoid_focal_loss", "YOLOv1", "yolo_loss", "BackboneWithFPN", "FeaturePyramidNetwork", "MaskRCNN", "MaskRoIHeads", "mask_loss", "mask_targets",
            "paste_masks", "AnchorGenerator", "BalancedSampler", "BoxCoder", "DetectionSettings", "FastRCNNPredictor", "FasterRCNN",
            "Matcher", "MultiScaleRoIAlign", "ProposalSettings", "RPNHead", "RegionProposalNetwork", "RoIHeads",
            "RoIPool", "SlidingWindowDetector", "TwoMLPHead", "Localizer", "average_best_overlap", "base_anchors",

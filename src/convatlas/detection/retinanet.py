@@ -274,6 +274,18 @@ class RetinaNet(nn.Module):
         counts = [m.shape[-2] * m.shape[-1] * self.head.num_anchors for m in maps]
         return [self.postprocess(lg, dl, anchors, counts, (h, w)) for lg, dl in zip(logits, deltas)]
 
+    def dense(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every anchor's decoded box, clipped to the image, ``(N, A, 4)``, and its class scores
+        (sigmoids) ``(N, A, K)``, column ``k`` for label ``k + 1``: what :meth:`postprocess`
+        thresholds, ranks and suppresses - the static-shaped part of detection (ONNX export)."""
+        h, w = images.shape[-2:]
+        maps = list(self.features(images).values())
+        logits, deltas = self.head(maps)
+        anchors = self.anchors(maps, (h, w))[0]
+        n, a = deltas.shape[:2]
+        boxes = self.box_coder.decode(deltas.reshape(n * a, 4), anchors.repeat(n, 1))
+        return clip_boxes(boxes, (h, w)).view(n, a, 4), torch.sigmoid(logits)
+
     def match(self, anchors: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
         """``(N, A)``: per image, the index of the box each anchor is matched to, ``-1`` background,
         ``-2`` ignored (IoU between the thresholds)."""

@@ -229,15 +229,29 @@ class YOLOv1(nn.Module):
             return yolo_loss(output, targets, (h, w), self.settings, self.num_classes - 1)
         return self.postprocess(output, (h, w))
 
-    def postprocess(self, output: torch.Tensor, image_size: Sequence[int]) -> list[dict[str, torch.Tensor]]:
-        """Per image: every box's class-specific scores ``Pr(class | object) * confidence`` (Eq. 1),
-        those over ``score_thresh`` kept, boxes clipped to the image, per-class NMS, the best
-        ``detections_per_img``."""
+    def dense(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every box's xyxy coordinates clipped to the image ``(N, S S B, 4)`` and its class-specific
+        scores ``(N, S S B, C)``, column ``k`` for label ``k + 1``: what :meth:`postprocess`
+        thresholds and suppresses - the static-shaped part of detection (ONNX export)."""
+        size = images.shape[-2:]
+        boxes, scores = self._scored(self.grid(images), size)
+        height, width = (float(v) for v in size)
+        return torch.minimum(boxes.clamp(min=0), boxes.new_tensor([width, height, width, height])), scores
+
+    def _scored(self, output: torch.Tensor, image_size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         st = self.settings
         n, s, b = output.shape[0], st.grid, st.boxes
         predicted = output[..., :5 * b].reshape(n, s, s, b, 5)
         boxes = decode_grid(predicted[..., :4], image_size).reshape(n, -1, 4)  # (N, S S B, 4)
         scores = (predicted[..., 4:5] * output[..., None, 5 * b:]).reshape(n, s * s * b, -1)  # (N, S S B, C)
+        return boxes, scores
+
+    def postprocess(self, output: torch.Tensor, image_size: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Per image: every box's class-specific scores ``Pr(class | object) * confidence`` (Eq. 1),
+        those over ``score_thresh`` kept, boxes clipped to the image, per-class NMS, the best
+        ``detections_per_img``."""
+        st = self.settings
+        boxes, scores = self._scored(output, image_size)
         height, width = (float(v) for v in image_size)
         limits = boxes.new_tensor([width, height, width, height])
         out = []
