@@ -123,6 +123,15 @@ def test_test_time_scores_are_class_probability_times_confidence():
     assert strict["scores"].tolist() == pytest.approx([0.56, 0.08])  # NMS per class removed box 1
 
 
+def test_the_mini_on_a_zoo_backbone():
+    model = create_model("yolo_mini", backbone="resnet18").eval()  # its layer2, stride 8: an 8x8 map
+    with torch.no_grad():
+        grid = model.grid(torch.randn(2, 3, 64, 64))  # the zoo's networks take RGB (the trainer adapts grey)
+    assert tuple(grid.shape) == (2, 8, 8, 20) and model.head.conv.in_channels == 128
+    paper_head = create_model("yolo_mini", head="fc")
+    assert [m.out_features for m in paper_head.head.modules() if isinstance(m, nn.Linear)] == [2048, 8 * 8 * 20]
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input and the front door
 

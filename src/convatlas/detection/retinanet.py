@@ -433,21 +433,26 @@ def retinanet_backbone(*, num_classes: int = 91, backbone: str = "resnet50", out
 
 
 class MiniPyramid(nn.Module):
-    """The mini's two levels: ``P_4`` = a 3x3 convolution on :class:`MiniBackbone`'s stride-4
-    ``conv5`` (the FPN's output layer on its one input), ``P_8`` = a 3x3 stride-2 convolution on
-    ``conv5`` (RetinaNet's P6 rule one level down), both ``channels`` wide."""
+    """The mini's two levels: ``P_4`` = the FPN's lateral and output layers on the stride-4 map
+    (:class:`MiniBackbone`'s ``conv5``, or a zoo network's stage at reduction 4 through the
+    backbone contract), ``P_8`` = a 3x3 stride-2 convolution on that map (RetinaNet's P6 rule one
+    level down), both ``channels`` wide."""
 
-    def __init__(self, in_channels: int = 1, channels: int = 64) -> None:
+    def __init__(self, in_channels: int = 1, channels: int = 64, backbone: str | None = None) -> None:
         super().__init__()
-        self.body = FeatureExtractor(MiniBackbone(in_channels), ["conv5"])
-        self.fpn = FeaturePyramidNetwork([64], channels, extra_pool=False)
-        self.down = nn.Conv2d(64, channels, 3, stride=2, padding=1)
+        if backbone is None:
+            self.body = FeatureExtractor(MiniBackbone(in_channels), ["conv5"])
+        else:
+            self.body = zoo_backbone(backbone, lambda info: stages_at(info, [4], backbone))
+        width = self.body.out_channels
+        self.fpn = FeaturePyramidNetwork([width], channels, extra_pool=False)
+        self.down = nn.Conv2d(width, channels, 3, stride=2, padding=1)
         nn.init.kaiming_uniform_(self.down.weight, a=1)
         nn.init.zeros_(self.down.bias)
         self.out_channels = channels
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        c = self.body(x)["conv5"]
+        c = list(self.body(x).values())[-1]
         out = self.fpn(OrderedDict(conv5=c))
         out["p8"] = self.down(c)
         return out
@@ -466,15 +471,21 @@ MINI_RETINA_ANCHORS = dict(anchor_sizes=retina_anchor_sizes((8, 16)), aspect_rat
     extra={"min_input": 16},
     notes="A small network, not in the paper: RetinaNet's head and focal loss on faster_rcnn_mini's five-layer "
           "backbone, two levels at strides 4 and 8 (16x16 and 8x8 maps of a 64x64 scene), anchors of 8 and 16 px "
-          "times 2^0, 2^(1/3), 2^(2/3) at height/width 1, 1.6, 2.6, subnets of two 3x3 convolutions of 64.",
+          "times 2^0, 2^(1/3), 2^(2/3) at height/width 1, 1.6, 2.6, subnets of one 3x3 convolution of 64 "
+          "(--variant depth=4: the paper's four).",
 ))
-def retinanet_mini(*, num_classes: int = 11, in_channels: int = 1, depth: int = 2) -> RetinaNet:
+def retinanet_mini(*, num_classes: int = 11, in_channels: int = 1, depth: int = 1,
+                   backbone: str | None = None) -> RetinaNet:
     """A small RetinaNet for the 64x64 digit scenes (after Lin et al. 2017).
 
     Why these settings: the digits' boxes are 8-26 px, so two levels cover them - 8-13 px anchors
     on the stride-4 map and 16-25 px on the stride-8 one (the paper's P3-P7 start at 32 px); the
-    height/width ratios 1, 1.6, 2.6 are the digits' (faster_rcnn_mini's), and subnets of two
-    convolutions of 64 keep the head's cost near the backbone's (the paper's four of 256 would
-    cost some 30 times the backbone on these maps)."""
-    return build_retinanet(MiniPyramid(in_channels), 64, num_classes=num_classes, depth=depth, min_input=16,
+    height/width ratios 1, 1.6, 2.6 are the digits' (faster_rcnn_mini's), and subnets of one
+    convolution of 64 keep the head's cost near the backbone's (the paper's four of 256 would
+    cost some 30 times the backbone on these maps). Measured with the recipe: ``depth=2`` gave
+    mAP@0.5 0.919 and COCO mAP 0.654 against depth 1's 0.922 and 0.639, at 1.17 times the
+    inference time (3.75 against 3.2 ms per scene at batch 1) - and only 1.04 times as fast as
+    faster_rcnn_mini, where depth 1 is 1.25 times as fast. ``backbone``: any registered classification
+    network with a stage at reduction 4 instead of :class:`MiniBackbone`."""
+    return build_retinanet(MiniPyramid(in_channels, backbone=backbone), 64, num_classes=num_classes, depth=depth, min_input=16,
                            **MINI_RETINA_ANCHORS)

@@ -58,9 +58,10 @@ from torch import nn
 from convatlas._checks import non_negative, positive_int
 from convatlas.detection.boxes import batched_nms, box_iou
 from convatlas.detection.faster_rcnn import check_inputs
+from convatlas.models.features import stages_at, zoo_backbone
 from convatlas.registry import ModelCard, Published, register_model
 
-__all__ = ["YOLOv1", "YOLOSettings", "ConvGridHead", "yolo_loss", "yolo_targets", "decode_grid", "darknet_v1", "yolo_v1",
+__all__ = ["YOLOv1", "YOLOSettings", "ConvGridHead", "ZooFeatures", "yolo_loss", "yolo_targets", "decode_grid", "darknet_v1", "yolo_v1",
            "yolo_mini", "PAPER_LAYERS"]
 
 # The paper's 24 convolutional layers (Fig. 3): (kernel, channels, stride), "M" a 2x2/2 max-pool.
@@ -331,6 +332,18 @@ class ConvGridHead(nn.Module):
         return self.predict(self.act(self.conv(x))).permute(0, 2, 3, 1).flatten(1)
 
 
+class ZooFeatures(nn.Module):
+    """A zoo classification network's stage at reduction ``stride`` (the backbone contract), as one map."""
+
+    def __init__(self, backbone: str, stride: int) -> None:
+        super().__init__()
+        self.body = zoo_backbone(backbone, lambda info: stages_at(info, [stride], backbone))
+        self.out_channels = self.body.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return list(self.body(x).values())[-1]
+
+
 @register_model(_card(
     name="yolo_mini",
     input_size=(1, 64, 64),
@@ -343,7 +356,8 @@ class ConvGridHead(nn.Module):
           "under the 8x8 grid of B = 2 boxes and 10 classes, predicted by a convolutional head shared by the cells "
           "(--variant head=fc: the paper's fully connected head, which learns each cell apart and trains far slower).",
 ))
-def yolo_mini(*, num_classes: int = 11, in_channels: int = 1, grid: int = 8, boxes: int = 2, head: str = "conv") -> YOLOv1:
+def yolo_mini(*, num_classes: int = 11, in_channels: int = 1, grid: int = 8, boxes: int = 2, head: str = "conv",
+              backbone: str | None = None) -> YOLOv1:
     """A small YOLO v1 for the 64x64 digit scenes (after Redmon et al. 2016): YOLO v1's grid, loss
     and test-time scores on nine darknet-style convolutions with batch norm.
 
@@ -358,16 +372,23 @@ def yolo_mini(*, num_classes: int = 11, in_channels: int = 1, grid: int = 8, box
     4,000 scenes, each cell's class outputs see some 16 examples of a class per epoch; a first
     fully connected mini lowered its class term only from 2.4 to 2.0 in six epochs of the recipe,
     the convolutional head to 0.3 (0.1 after ten) - the reason YOLO v2 made the head
-    convolutional. Either way the input must be 64 x 64."""
+    convolutional. Either way the input must be 64 x 64. ``backbone``: any registered
+    classification network with a stage at reduction 8 (an 8x8 map of a 64x64 scene) in place of
+    the nine convolutions."""
     from convatlas._checks import one_of
 
     one_of("head", head, MINI_HEADS)
     settings = YOLOSettings(grid=grid, boxes=boxes)
     per_cell = 5 * boxes + num_classes - 1
-    features = darknet_v1(MINI_LAYERS, in_channels, batch_norm=True)
-    if head == "conv":
-        predictor: nn.Module = ConvGridHead(128, per_cell)
+    if backbone is None:
+        features: nn.Module = darknet_v1(MINI_LAYERS, in_channels, batch_norm=True)
+        width = 128
     else:
-        reduce = nn.Sequential(nn.Conv2d(128, 32, 1), nn.LeakyReLU(0.1, inplace=True))
+        features = ZooFeatures(backbone, 64 // grid)
+        width = features.out_channels
+    if head == "conv":
+        predictor: nn.Module = ConvGridHead(width, per_cell)
+    else:
+        reduce = nn.Sequential(nn.Conv2d(width, 32, 1), nn.LeakyReLU(0.1, inplace=True))
         predictor = nn.Sequential(reduce, _head(grid * grid * 32, 2048, grid * grid * per_cell, 0.0))
     return YOLOv1(features, predictor, num_classes=num_classes, settings=settings, min_input=64, image_size=64)
