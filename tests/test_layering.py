@@ -8,7 +8,7 @@ leaves, and a leaf only the leaves below it. The package's own ``__init__`` (the
     cli
     train
     search
-    compare viz edges
+    compare viz edges export
     segmentation
     detection
     tasks
