@@ -213,7 +213,7 @@ def test_faster_rcnn_mini_learns_through_the_front_door(tmp_path):
     """A short run on a small share of the digit scenes: well above chance (a detector that has
     learned nothing finds no digit: mAP 0), and the run files carry the detection fields."""
     result = convatlas.train("faster_rcnn_mini", epochs=6, data_options={"num_train": 800, "num_test": 150},
-                             out=tmp_path / "run", quiet=True, threads=2)
+                             out=tmp_path / "run", quiet=True, threads=torch.get_num_threads())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["task"] == "detection"
     assert summary["test_map50"] > 0.3, summary["test_map50"]

@@ -299,7 +299,7 @@ def test_mask_rcnn_mini_learns_masks_through_the_front_door(tmp_path):
     import convatlas
 
     convatlas.train("mask_rcnn_mini", epochs=6, data_options={"num_train": 800, "num_test": 150},
-                    out=tmp_path / "run", quiet=True, threads=2)
+                    out=tmp_path / "run", quiet=True, threads=torch.get_num_threads())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["test_map50"] > 0.3, summary["test_map50"]
     assert summary["test_mask_map50"] > MASK_AP50_FLOOR, summary["test_mask_map50"]

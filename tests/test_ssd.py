@@ -356,27 +356,6 @@ def test_bad_input_is_refused_with_a_clear_error():
         SSDSettings(iou_thresh=1.5)
 
 
-# ---------------------------------------------------------------------------------------------
-# Through the front door
-
-
-@pytest.mark.slow
-def test_ssd_mini_learns_through_the_front_door(tmp_path):
-    """A short run on a share of the digit scenes: mAP@0.5 well above chance (a network that has
-    learned nothing scores about 0), and the reloaded run scores what the trainer logged."""
-    import json
-
-    import convatlas
-
-    convatlas.train("ssd_mini", epochs=4, data_options={"num_train": 1600, "num_test": 150},
-                    out=tmp_path / "run", quiet=True, threads=2)
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["task"] == "detection"
-    assert summary["test_map50"] > 0.3, summary["test_map50"]
-    report = convatlas.evaluate(tmp_path / "run", which="last")
-    assert report.map == pytest.approx(summary["test_map"], abs=1e-6)
-
-
 def test_ssd300_equals_torchvisions_ssd300_vgg16_with_its_weights():
     """torchvision's ssd300_vgg16 is the paper's network for COCO's 91 ids with the COCO scales,
     clipped default boxes and argmax matching: with its weights, the same head outputs, default
