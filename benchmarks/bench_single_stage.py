@@ -132,18 +132,17 @@ def bench_latency(model: str, runs: dict[str, Path], repeats: int = 20) -> dict:
             "method": "convatlas.compare.runs.measure_latency on the first 64 test scenes, eval mode, median"}
 
 
-TWINS = {
-    "retinanet_mini": (retinanet_twin, "torchvision.models.detection.RetinaNet with retinanet_mini's backbone, "
-                                       "pyramid, anchors, subnets and thresholds, plain loop, AdamW"),
-    "ssd_mini": (ssd_twin, "torchvision.models.detection.ssd.SSD with ssd_mini's backbone, extra layers, default "
-                           "boxes, heads and thresholds, plain loop, AdamW"),
+TWINS = {  # model: (torchvision twin, its name, the baseline as the results file states it)
+    "retinanet_mini": (retinanet_twin, "RetinaNet", "torchvision.models.detection.RetinaNet with retinanet_mini's "
+                                                    "backbone, pyramid, anchors, subnets and thresholds, plain loop, AdamW"),
+    "ssd_mini": (ssd_twin, "SSD", "torchvision.models.detection.ssd.SSD with ssd_mini's backbone, extra layers, "
+                                  "default boxes, heads and thresholds, plain loop, AdamW"),
 }
 
 
 def bench_model(model: str, args: argparse.Namespace, workdir: Path, small: dict) -> dict:
-    twin, baseline = TWINS[model]
+    twin, name, baseline = TWINS[model]
     report: dict = {}
-    name = type(twin()).__name__
     if "default" in args.parts or "latency" in args.parts:
         print(f"1. `convatlas train {model}`, no other arguments", flush=True)
         if small:

@@ -54,7 +54,7 @@ from convatlas.models.features import FeatureExtractor, FeatureInfo, stages_at, 
 from convatlas.registry import InputTooSmallError, ModelCard, Published, register_model
 
 __all__ = ["FasterRCNN", "RoIHeads", "TwoMLPHead", "FastRCNNPredictor", "DetectionSettings", "fast_rcnn_loss",
-           "check_targets", "check_inputs", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
+           "check_targets", "check_inputs", "Detector", "roi_pooler", "MiniBackbone", "ROI_POOLS", "build_faster_rcnn", "faster_rcnn_vgg16",
            "faster_rcnn_backbone", "faster_rcnn_fpn_parts", "faster_rcnn_resnet50_fpn", "faster_rcnn_mini", "mini_parts",
            "FPN_PROPOSALS"]
 
@@ -285,7 +285,18 @@ def check_inputs(images: Any, targets: Any, *, training: bool, min_input: int, n
     return n, h, w
 
 
-class FasterRCNN(nn.Module):
+class Detector(nn.Module):
+    """What the detectors on a backbone share (Faster R-CNN, RetinaNet, SSD): ``features(images)``,
+    the backbone's maps as a dict, finest first (one tensor becomes ``{"0": maps}``)."""
+
+    backbone: nn.Module
+
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        maps = self.backbone(images)
+        return maps if isinstance(maps, Mapping) else {"0": maps}
+
+
+class FasterRCNN(Detector):
     """``backbone`` -> ``rpn`` -> ``roi_heads`` (see the module docstring).
 
     ``backbone`` returns a dict of feature maps (a :class:`~convatlas.models.features.FeatureExtractor`)
@@ -305,10 +316,6 @@ class FasterRCNN(nn.Module):
         if roi_heads.box_predictor.cls_score.out_features != num_classes:
             raise ValueError(f"the box predictor scores {roi_heads.box_predictor.cls_score.out_features} classes, "
                              f"the detector has {num_classes}")
-
-    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = self.backbone(images)
-        return maps if isinstance(maps, Mapping) else {"0": maps}
 
     def forward(self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> Any:
         n, h, w = check_inputs(images, targets, training=self.training, min_input=self.min_input,

@@ -62,7 +62,7 @@ from torch import nn
 from convatlas._checks import non_negative, one_of, positive_int
 from convatlas.detection.anchors import AnchorGenerator
 from convatlas.detection.boxes import BoxCoder, batched_nms, box_iou, clip_boxes
-from convatlas.detection.faster_rcnn import MiniBackbone, check_inputs
+from convatlas.detection.faster_rcnn import Detector, MiniBackbone, check_inputs
 from convatlas.detection.fpn import FeaturePyramidNetwork
 from convatlas.detection.sampling import BETWEEN_THRESHOLDS, Matcher
 from convatlas.models.features import FeatureExtractor, stages_at, zoo_backbone
@@ -236,7 +236,7 @@ class RetinaSettings:
         positive_int("detections_per_img", self.detections_per_img)
 
 
-class RetinaNet(nn.Module):
+class RetinaNet(Detector):
     """``backbone`` (a dict of maps, finest first) -> ``anchors`` -> ``head``; the loss in training,
     decoding and NMS at test (see the module docstring). ``num_classes`` counts the background;
     ``min_input`` is the smallest image side the backbone takes."""
@@ -258,10 +258,6 @@ class RetinaNet(nn.Module):
         self.matcher = Matcher(self.settings.fg_iou_thresh, self.settings.bg_iou_thresh, allow_low_quality_matches=True)
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
         self.min_input = positive_int("min_input", min_input)
-
-    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = self.backbone(images)
-        return maps if isinstance(maps, Mapping) else {"0": maps}
 
     def forward(self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> Any:
         n, h, w = check_inputs(images, targets, training=self.training, min_input=self.min_input,

@@ -82,7 +82,7 @@ from torch import nn
 
 from convatlas._checks import non_negative, one_of, positive_int
 from convatlas.detection.boxes import BoxCoder, batched_nms, box_iou, clip_boxes
-from convatlas.detection.faster_rcnn import MiniBackbone, check_inputs
+from convatlas.detection.faster_rcnn import Detector, MiniBackbone, check_inputs
 from convatlas.models.features import FeatureExtractor, stages_at, zoo_backbone
 from convatlas.registry import ModelCard, Published, register_model
 
@@ -344,7 +344,7 @@ class SSDSettings:
         positive_int("detections_per_img", self.detections_per_img)
 
 
-class SSD(nn.Module):
+class SSD(Detector):
     """``backbone`` (an ordered dict of source maps, finest first) -> ``head``, on ``default_boxes``;
     the loss in training, decoding and NMS at test (see the module docstring). ``num_classes``
     counts the background; ``min_input`` is the smallest image side the backbone takes."""
@@ -365,10 +365,6 @@ class SSD(nn.Module):
         self.settings = settings or SSDSettings()
         self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))  # Caffe's variances 0.1, 0.1, 0.2, 0.2
         self.min_input = positive_int("min_input", min_input)
-
-    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = self.backbone(images)
-        return maps if isinstance(maps, Mapping) else {"0": maps}
 
     def forward(self, images: torch.Tensor, targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> Any:
         _, h, w = check_inputs(images, targets, training=self.training, min_input=self.min_input,
