@@ -16,6 +16,7 @@ from typing import Any
 import convatlas.models  # noqa: F401  (registers the zoo: every family module of the package)
 import convatlas.segmentation  # noqa: F401  (registers the segmentation networks)
 import convatlas.detection  # noqa: F401  (registers the detectors)
+import convatlas.search.network  # noqa: F401  (registers `nas`, the network of a searched genotype)
 from convatlas.registry import (
     InputTooSmallError,
     ModelCard,
