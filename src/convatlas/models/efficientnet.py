@@ -85,6 +85,9 @@ __all__ = [
     "efficientnet_b5",
     "efficientnet_b6",
     "efficientnet_b7",
+    "MINI_BASELINE",
+    "EfficientNetMini",
+    "efficientnet_mini",
 ]
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases (Section 3.3)
@@ -460,3 +463,92 @@ def efficientnet(*, num_classes: int = 1000, phi: float = 0.0) -> EfficientNet:
     coefficients differently (module docstring) and are registered as ``efficientnet_b1`` ... ``b7``.
     """
     return EfficientNet(compound_scaling(phi), num_classes=num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# A mini baseline for compound-scaling searches on two CPU cores.
+
+# convatlas's mini baseline (not from the paper): Table 1's pattern -- a 3x3 stem, MBConv1 then
+# MBConv6 stages with 3x3 and 5x5 depthwise kernels, a 1x1 head -- at 14x14 pixels (half the
+# digits' 28, so that resolution scaling can add real detail), with the stem's stride and the
+# last stages left out.
+MINI_BASELINE = [
+    Stage(1, 3, 1, 16, 8, 1),
+    Stage(6, 3, 2, 8, 16, 2),
+    Stage(6, 5, 2, 16, 24, 2),
+    Stage(6, 3, 1, 24, 40, 1),
+]
+MINI_STEM, MINI_HEAD, MINI_RESOLUTION, MINI_DIVISOR = 16, 128, 14, 4
+
+
+class EfficientNetMini(nn.Module):
+    """:data:`MINI_BASELINE` scaled by width ``w`` (channels ``make_divisible(c * w, 4)``: finer
+    steps than the release's 8, for widths this small), depth ``d`` (repeats ``ceil(n * d)``); the
+    resolution is the input's (``model.input_size`` is the scaled side). Batch norm, SiLU,
+    squeeze-and-excitation and stochastic depth as in :class:`EfficientNet`."""
+
+    def __init__(self, *, width_mult: float = 1.0, depth_mult: float = 1.0, resolution: int = MINI_RESOLUTION,
+                 num_classes: int = 10, in_channels: int = 1, dropout: float = 0.2,
+                 stochastic_depth: float = STOCHASTIC_DEPTH) -> None:
+        super().__init__()
+        for label, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{label} must be a positive number, got {value!r}")
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 4:
+            raise ValueError(f"resolution must be an integer side of at least 4 pixels, got {resolution!r}")
+        norm = nn.BatchNorm2d
+        silu = partial(nn.SiLU, inplace=True)
+        width = partial(make_divisible, divisor=MINI_DIVISOR)
+        stem = width(MINI_STEM * width_mult)
+        layers: list[nn.Module] = [ConvNormAct(in_channels, stem, 3, 1, norm=norm, act=silu)]
+        stages = [Stage(s.expand_ratio, s.kernel, s.stride, width(s.in_channels * width_mult),
+                        width(s.out_channels * width_mult), int(math.ceil(s.repeats * depth_mult)))
+                  for s in MINI_BASELINE]
+        stages[0] = replace(stages[0], in_channels=stem)
+        total, index = sum(s.repeats for s in stages), 0
+        for s in stages:
+            blocks = []
+            for i in range(s.repeats):
+                blocks.append(MBConv(s.in_channels if i == 0 else s.out_channels, s.out_channels, s.kernel,
+                                     s.stride if i == 0 else 1, s.expand_ratio,
+                                     drop_rate=stochastic_depth * index / total, norm=norm))
+                index += 1
+            layers.append(nn.Sequential(*blocks))
+        head = width(MINI_HEAD * width_mult)
+        layers.append(ConvNormAct(stages[-1].out_channels, head, 1, norm=norm, act=silu))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(OrderedDict(dropout=nn.Dropout(dropout), fc=nn.Linear(head, num_classes)))
+        self.stages = stages
+        self.scaling = (float(width_mult), float(depth_mult), int(resolution))
+        self.input_size = (in_channels, resolution, resolution)
+        init_weights(self, conv=kaiming_normal(mode="fan_out"), linear=uniform_fan_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+@register_model(ModelCard(
+    name="efficientnet_mini",
+    family="mini",
+    paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+    authors="Tan, Le",
+    year=2019,
+    arxiv="1905.11946",
+    input_size=(1, MINI_RESOLUTION, MINI_RESOLUTION),
+    dataset="mnist",
+    recipe="mini_digits",
+    idea=(
+        "EfficientNet's baseline pattern (MBConv1 then MBConv6 stages with squeeze-and-excitation, 3x3 and 5x5 "
+        "depthwise kernels, a 1x1 head) at 14x14 digits: the base that `convatlas scale` grows in depth, width "
+        "and resolution together."
+    ),
+    notes="width_mult (channels rounded to multiples of 4), depth_mult (repeats rounded up), resolution (the "
+          "input side; 14 native, up to the digits' 28 adds real detail). convatlas's mini design, not the paper's.",
+))
+def efficientnet_mini(*, num_classes: int = 10, width_mult: float = 1.0, depth_mult: float = 1.0,
+                      resolution: int = MINI_RESOLUTION, in_channels: int = 1) -> EfficientNetMini:
+    """A 14-pixel EfficientNet-style baseline (:data:`MINI_BASELINE`) scaled by ``width_mult``,
+    ``depth_mult`` and ``resolution`` (the input side it is made for)."""
+    return EfficientNetMini(width_mult=width_mult, depth_mult=depth_mult, resolution=resolution,
+                            num_classes=num_classes, in_channels=in_channels)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -30,7 +30,7 @@ from convatlas.engine import Dist, LoopConfig, fit, runtime
 from convatlas.search.network import build_network
 from convatlas.tasks.classification import ClassificationData, ClassificationTask
 
-__all__ = ["ProxyConfig", "proxy_splits", "evaluate_genotype", "cost"]
+__all__ = ["ProxyConfig", "proxy_splits", "evaluate_genotype", "evaluate_network", "cost"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class ProxyConfig:
     weight_decay: float = 5e-4
     threads: int = 2
     device: str = "cpu"
+    holdout: str = "val"  # what scores a trial: "val" (held-out training images) or "test" (the test split)
 
     def __post_init__(self) -> None:
         for name in ("image_size", "train_size", "val_size", "batch_size", "threads"):
@@ -61,6 +62,8 @@ class ProxyConfig:
             raise ValueError(f"proxy epochs must be positive, got {self.epochs}")
         if not self.lr > 0:
             raise ValueError(f"proxy lr must be positive, got {self.lr}")
+        if self.holdout not in ("val", "test"):
+            raise ValueError(f"proxy holdout must be val or test, got {self.holdout!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -74,9 +77,11 @@ class ProxyConfig:
         return cls(**values)
 
 
-@lru_cache(maxsize=4)
-def proxy_splits(data: str, image_size: int, train_size: int, val_size: int, split_seed: int) -> DatasetSplits:
-    """The proxy's train and validation images, both drawn from ``data``'s training split."""
+@lru_cache(maxsize=8)
+def proxy_splits(data: str, image_size: int, train_size: int, val_size: int, split_seed: int,
+                 holdout: str = "val") -> DatasetSplits:
+    """The proxy's train and validation images, both drawn from ``data``'s training split (with
+    ``holdout="test"``, the test split in place of the validation images)."""
     full = load_dataset(data, image_size=image_size)
     n = len(full.train)
     if train_size + val_size > n:
@@ -87,8 +92,10 @@ def proxy_splits(data: str, image_size: int, train_size: int, val_size: int, spl
     keep = torch.from_numpy(keep)[torch.randperm(len(keep), generator=torch.Generator().manual_seed(split_seed))]
     train = full.train.subset(keep[:train_size].sort().values)
     mean, std = channel_stats(train.images)
-    return DatasetSplits(f"{full.name} (proxy)", train, full.train.subset(val), list(full.classes), mean, std,
-                         full.source, [f"{train_size} training / {len(val)} validation images of the training split"])
+    scored = full.test if holdout == "test" else full.train.subset(val)
+    return DatasetSplits(f"{full.name} (proxy)", train, scored, list(full.classes), mean, std,
+                         full.source, [f"{train_size} training images of the training split, scored on "
+                                       f"{'the test split' if holdout == 'test' else f'{len(val)} others'}"])
 
 
 def cost(model: torch.nn.Module, in_channels: int, image_size: int) -> tuple[int, int]:
@@ -101,24 +108,36 @@ def evaluate_genotype(genotype: Mapping[str, Any], proxy: ProxyConfig, run_dir: 
                       seed: int = 0, title: str = "") -> dict[str, Any]:
     """Train ``genotype``'s network as ``proxy`` says into ``run_dir``; its validation accuracy and
     loss, final training loss, MACs, parameters and seconds."""
+    return evaluate_network(lambda classes, channels: build_network(genotype, num_classes=classes, in_channels=channels),
+                            proxy, run_dir, seed=seed, title=title, model_name="nas",
+                            variant_args={"genotype": dict(genotype)})
+
+
+def evaluate_network(build: Callable[[int, int], torch.nn.Module], proxy: ProxyConfig, run_dir: str | os.PathLike, *,
+                     seed: int = 0, title: str = "", model_name: str = "nas",
+                     variant_args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``build(num_classes, in_channels)`` as ``proxy`` says into ``run_dir`` (see
+    :func:`evaluate_genotype`)."""
     start = time.perf_counter()
-    splits = proxy_splits(proxy.data, proxy.image_size, proxy.train_size, proxy.val_size, proxy.split_seed)
+    splits = proxy_splits(proxy.data, proxy.image_size, proxy.train_size, proxy.val_size, proxy.split_seed,
+                          proxy.holdout)
     channels = splits.in_channels
     data = ClassificationData(splits, tuple(splits.mean), tuple(splits.std), "resize", channels, [])
     task = ClassificationTask(data, AugmentConfig())
     torch.manual_seed(seed)
-    model = build_network(genotype, num_classes=splits.num_classes, in_channels=channels)
+    model = build(splits.num_classes, channels)
     macs, params = cost(model, channels, proxy.image_size)
+    variants = dict(variant_args or {})
     cfg = LoopConfig(epochs=proxy.epochs, batch_size=proxy.batch_size, lr=proxy.lr, weight_decay=proxy.weight_decay,
                      seed=seed, device=proxy.device, threads=proxy.threads, quiet=True)
     run_dir = Path(run_dir)
     env = Dist()
-    describe = {"task": "classification", "model_name": "nas", "variant_args": {"genotype": dict(genotype)},
+    describe = {"task": "classification", "model_name": model_name, "variant_args": variants,
                 "num_classes": splits.num_classes, "classes": list(splits.classes), "in_channels": channels,
                 "image_size": proxy.image_size, "mean": list(splits.mean), "std": list(splits.std),
                 "dataset": splits.name}
-    head = {"task": "classification", "model": "nas", "dataset": splits.name, "params": params, "macs": macs}
-    record = {"model": "nas", "variant_args": {"genotype": dict(genotype)}, "proxy": proxy.to_dict(), "seed": seed}
+    head = {"task": "classification", "model": model_name, "dataset": splits.name, "params": params, "macs": macs}
+    record = {"model": model_name, "variant_args": variants, "proxy": proxy.to_dict(), "seed": seed}
     import contextlib
     import io
 
