@@ -112,12 +112,47 @@ GOOGLENET_MINI = (10_294, 1_506_176)
 
 _SOURCE = "hand arithmetic in tests/reference/mini.py (1x32x32 input, 10 classes)"
 
+# ---------------------------------------------------------------------------------------------
+# efficientnet_mini at 1x14x14 (width 1, depth 1): convs without bias + BN (2 per channel); MBConv
+# = [expand 1x1 (t > 1)] -> depthwise k x k -> SE (squeeze to in // 4, two biased 1x1) -> project 1x1.
+#   layer                 params                                                   MACs (size)
+#   stem 3x3 1->16        144 + 32 = 176                                           144 * 196 = 28,224 (14)
+#   s0 MBConv1 k3 16->8   dw 144+32; SE 16*4+4 + 4*16+16 = 148; proj 128+16        dw 144*196 + SE 128 + proj 128*196
+#                         = 468                                                    = 53,440 (14)
+#   s1a MBConv6 k3/2 8->16  exp 384+96; dw 432+96; SE 48*2+2 + 2*48+48 = 242;      exp 384*196 + dw 432*49 + 192
+#                         proj 768+32 = 2,050                                      + proj 768*49 = 134,256 (14 -> 7)
+#   s1b 16->16 (hid 96)   exp 1,536+192; dw 864+192; SE 388+480 = 868;             75,264 + 42,336 + 768 + 75,264
+#                         proj 1,536+32 = 5,220                                    = 193,632 (7)
+#   s2a MBConv6 k5/2 16->24 exp 1,728; dw 2,400+192; SE 868; proj 2,304+48         75,264 + 38,400 + 768 + 36,864
+#                         = 7,540                                                  = 151,296 (7 -> 4)
+#   s2b 24->24 (hid 144)  exp 3,456+288; dw 3,600+288; SE 870+1,008 = 1,878;       55,296 + 57,600 + 1,728 + 55,296
+#                         proj 3,456+48 = 13,014                                   = 169,920 (4)
+#   s3 MBConv6 k3 24->40  exp 3,744; dw 1,296+288; SE 1,878; proj 5,760+80         55,296 + 20,736 + 1,728 + 92,160
+#                         = 13,046                                                 = 169,920 (4)
+#   head 1x1 40->128      5,120 + 256 = 5,376                                      5,120 * 16 = 81,920
+#   fc 128->10            1,290                                                    1,280
+# params: 176 + 468 + 2,050 + 5,220 + 7,540 + 13,014 + 13,046 + 5,376 + 1,290 = 48,180
+# MACs:   28,224 + 53,440 + 134,256 + 193,632 + 151,296 + 169,920 + 169,920 + 81,920 + 1,280 = 983,888
+EFFICIENTNET_MINI = (48_180, 983_888)
+
+# ---------------------------------------------------------------------------------------------
+# nas with its default genotype (three 3x3 layers of 24 filters in a chain) at 1x28x28: each layer
+# conv (no bias) + BN, "same" padding, stride 1; global average pool; fc.
+#   layer0 9*1*24 = 216 + BN 48 = 264        MACs 216 * 784 = 169,344
+#   layer1 9*24*24 = 5,184 + BN 48 = 5,232   MACs 5,184 * 784 = 4,064,256
+#   layer2 5,232                             MACs 4,064,256
+#   fc 24*10 + 10 = 250                      MACs 240
+# params: 264 + 5,232 + 5,232 + 250 = 10,978;  MACs: 169,344 + 2 * 4,064,256 + 240 = 8,298,096
+NAS_DEFAULT = (10_978, 8_298_096)
+
 PARAMS: dict[str, tuple[int, str]] = {
     "alexnet_mini": (ALEXNET_MINI[0], _SOURCE),
     "vgg_mini": (VGG_MINI[0], _SOURCE),
     "resnet_mini": (RESNET_MINI[0], _SOURCE),
     "mobilenet_mini": (MOBILENET_MINI[0], _SOURCE),
     "googlenet_mini": (GOOGLENET_MINI[0], _SOURCE),
+    "efficientnet_mini": (EFFICIENTNET_MINI[0], _SOURCE),
+    "nas": (NAS_DEFAULT[0], _SOURCE),
 }
 
 MACS: dict[str, tuple[float, float, str]] = {
@@ -126,4 +161,6 @@ MACS: dict[str, tuple[float, float, str]] = {
     "resnet_mini": (RESNET_MINI[1], 0.0, _SOURCE),
     "mobilenet_mini": (MOBILENET_MINI[1], 0.0, _SOURCE),
     "googlenet_mini": (GOOGLENET_MINI[1], 0.0, _SOURCE),
+    "efficientnet_mini": (EFFICIENTNET_MINI[1], 0.0, _SOURCE),
+    "nas": (NAS_DEFAULT[1], 0.0, _SOURCE),
 }

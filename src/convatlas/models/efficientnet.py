@@ -538,6 +538,8 @@ class EfficientNetMini(nn.Module):
     input_size=(1, MINI_RESOLUTION, MINI_RESOLUTION),
     dataset="mnist",
     recipe="mini_digits",
+    params=Published(48_180, "hand count, tests/reference/mini.py"),
+    macs=Published(983_888, "hand count at 1x14x14, tests/reference/mini.py"),
     idea=(
         "EfficientNet's baseline pattern (MBConv1 then MBConv6 stages with squeeze-and-excitation, 3x3 and 5x5 "
         "depthwise kernels, a 1x1 head) at 14x14 digits: the base that `convatlas scale` grows in depth, width "
