@@ -17,16 +17,6 @@ _STRATEGY_FLAGS = {"population": "population", "sample_size": "sample_size", "co
                    "controller_batch": "batch", "baseline_decay": "baseline_decay"}
 
 
-def _pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"{flag} takes KEY=VALUE (e.g. {flag} layers=4), got {item!r}")
-        values[key.strip()] = yaml.safe_load(value)
-    return values
-
-
 def _list() -> int:
     from convatlas.search import get_space, list_spaces
     from convatlas.search.strategies import list_strategies
@@ -69,12 +59,12 @@ def cmd_search(args: argparse.Namespace) -> int:
                        "`convatlas search mini --strategy evolution --trials 100 --out runs/search`")
     proxy = {k: getattr(args, k) for k in _PROXY_FLAGS if getattr(args, k) is not None}
     strategy_options = {v: getattr(args, k) for k, v in _STRATEGY_FLAGS.items() if getattr(args, k) is not None}
-    space_options = _pairs(args.space_option, "--space-option")
-    if existing:
-        import yaml as _yaml
+    from convatlas.cli.train import _parse_variants
 
+    space_options = _parse_variants(args.space_option, "--space-option", "layers=4")
+    if existing:
         settings_file = Path(existing) / "search.yaml"
-        stored = _yaml.safe_load(settings_file.read_text()) if settings_file.exists() else {}
+        stored = yaml.safe_load(settings_file.read_text()) if settings_file.exists() else {}
         proxy_arg = {**stored.get("proxy", {}), **proxy} if proxy else None
         strategy_arg = {**stored.get("strategy_options", {}), **strategy_options} if strategy_options else None
     else:
@@ -92,9 +82,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     print(f"best genotype: {result.best_genotype_path}  (convatlas train nas --variant genotype={result.best_genotype_path})")
     if args.best_epochs:
-        import yaml as _yaml
-
-        settings = _yaml.safe_load((result.out / "search.yaml").read_text())
+        settings = yaml.safe_load((result.out / "search.yaml").read_text())
         run_dir = _train_best(result, settings, args.best_epochs, args.quiet)
         print(f"best genotype trained: {run_dir}")
     return 0

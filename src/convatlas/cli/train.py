@@ -73,12 +73,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                choices=f.metadata.get("choices"))
 
 
-def _parse_variants(items: list[str] | None) -> dict[str, Any]:
+def _parse_variants(items: list[str] | None, flag: str = "--variant", example: str = "depth=56") -> dict[str, Any]:
+    """``KEY=VALUE`` items (values read as YAML) as a mapping."""
     variants: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CliError(f"--variant takes KEY=VALUE (e.g. --variant depth=56), got {item!r}")
+            raise CliError(f"{flag} takes KEY=VALUE (e.g. {flag} {example}), got {item!r}")
         variants[key.strip()] = yaml.safe_load(value)
     return variants
 

@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 
 from convatlas.analysis import summary as analyse
@@ -84,11 +85,16 @@ def proxy_splits(data: str, image_size: int, train_size: int, val_size: int, spl
     ``holdout="test"``, the test split in place of the validation images)."""
     full = load_dataset(data, image_size=image_size)
     n = len(full.train)
-    if train_size + val_size > n:
-        raise ValueError(f"the proxy asks for {train_size} training + {val_size} validation images, but {full.name} "
-                         f"has {n} training images; lower --train-size or --val-size")
-    keep, val = stratified_split(full.train.labels.numpy(), val_size / n, seed=split_seed)
-    val = val[:val_size]
+    if holdout == "test":  # the test split scores: no training image is held out
+        if train_size > n:
+            raise ValueError(f"the proxy asks for {train_size} training images, but {full.name} has {n}")
+        keep, val = np.arange(n), np.arange(0)
+    else:
+        if train_size + val_size > n:
+            raise ValueError(f"the proxy asks for {train_size} training + {val_size} validation images, but "
+                             f"{full.name} has {n} training images; lower --train-size or --val-size")
+        keep, val = stratified_split(full.train.labels.numpy(), val_size / n, seed=split_seed)
+        val = val[:val_size]
     keep = torch.from_numpy(keep)[torch.randperm(len(keep), generator=torch.Generator().manual_seed(split_seed))]
     train = full.train.subset(keep[:train_size].sort().values)
     mean, std = channel_stats(train.images)
