@@ -88,6 +88,13 @@ VARIANTS = [
     ("lenet5_modern", {"pool": "avg", "activation": "tanh"}, None),
     ("vgg_mini", {"batch_norm": False}, None),
     ("alexnet_mini", {"in_channels": 3}, (3, 32, 32)),
+    ("efficientnet_mini", {"width_mult": 1.3, "depth_mult": 1.5, "resolution": 20}, (1, 20, 20)),
+    ("nas", {"genotype": {"space": "nasnet_a", "normal": [[0, "sep3x3", 1, "identity"], [2, "avg3x3", 0, "sep5x5"]],
+                          "reduction": [[0, "max3x3", 1, "sep7x7"], [1, "identity", 2, "sep3x3"]]}}, None),
+    ("nas", {"genotype": {"space": "zoph_le", "layers": [
+        {"kernel": [3, 3], "filters": 24, "stride": 2, "inputs": []},
+        {"kernel": [5, 3], "filters": 36, "stride": 1, "inputs": [0]},
+        {"kernel": [3, 3], "filters": 48, "stride": 2, "inputs": [0, 1]}]}}, None),
 ]
 
 

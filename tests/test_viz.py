@@ -480,6 +480,7 @@ FAMILY_NETWORKS = {
     "efficientnet": ["efficientnet_b0"],
     "inception": ["googlenet"],
     "lenet": ["lenet5", "lenet5_modern"],
+    "nas": ["nas"],
     "mini": ["alexnet_mini", "googlenet_mini", "mobilenet_mini", "resnet_mini", "vgg_mini"],
     "mobilenet": ["mobilenet_v1_025"],
     "nasnet": ["nasnet_a_mobile"],

@@ -520,9 +520,22 @@ class EfficientNetMini(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(OrderedDict(dropout=nn.Dropout(dropout), fc=nn.Linear(head, num_classes)))
         self.stages = stages
+        self.feature_info = self._mini_feature_info(stages, head)
         self.scaling = (float(width_mult), float(depth_mult), int(resolution))
         self.input_size = (in_channels, resolution, resolution)
         init_weights(self, conv=kaiming_normal(mode="fan_out"), linear=uniform_fan_out)
+
+    @staticmethod
+    def _mini_feature_info(stages: list[Stage], head: int) -> list[FeatureInfo]:
+        """The last stage at each resolution (``features[i]`` is stage ``i``; the stem keeps the size)."""
+        info, reduction = [], 1
+        for i, s in enumerate(stages, start=1):
+            reduction *= s.stride
+            following = stages[i] if i < len(stages) else None
+            if following is not None and following.stride > 1:
+                info.append(FeatureInfo(f"stage{i}", f"features.{i}", s.out_channels, reduction))
+        info.append(FeatureInfo("head", f"features.{len(stages) + 1}", head, reduction))
+        return info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

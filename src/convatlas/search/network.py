@@ -36,7 +36,8 @@ import yaml
 from torch import nn
 
 from convatlas._io import atomic_write_text
-from convatlas.models.nasnet import Cell, _relu_conv_bn
+from convatlas.models.features import FeatureInfo
+from convatlas.models.nasnet import Cell
 from convatlas.registry import ModelCard, Published, register_model
 from convatlas.search.space import GenotypeError, check_cells, check_layerwise, get_space, space_of
 
@@ -128,6 +129,15 @@ class LayerwiseNet(nn.Module):
         self.outputs = [i for i in range(len(specs)) if i not in taken]  # dangling: to the classifier
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(sum(widths[i] for i in self.outputs), num_classes)
+        # the backbone contract: a layer's map is declared when every later layer is coarser (so the
+        # declared maps run from fine to coarse), the last layer always
+        reductions: list[int] = []
+        for i, layer in enumerate(specs):
+            source = min(reductions[j] for j in self.inputs[i]) if self.inputs[i] else 1  # padded to the largest
+            reductions.append(source * layer.get("stride", 1))
+        self.feature_info = [FeatureInfo(f"layer{i}", f"layers.{i}", widths[i], reductions[i])
+                             for i in range(len(specs))
+                             if i == len(specs) - 1 or reductions[i] < min(reductions[i + 1:])]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -159,10 +169,12 @@ class CellNet(nn.Module):
         stem = 3 * filters  # NASNet's CIFAR stem multiplier
         self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem))
         cells, prev, cur, prev_larger = [], None, stem, False
+        reducing: list[int] = []
         for stack in range(3):
             width = filters * 2 ** stack
             if stack:
                 cell = Cell(reduction, cur, prev, width, stride=2, concat=_unused(reduction), prev_is_larger=prev_larger)
+                reducing.append(len(cells))
                 cells.append(cell)
                 prev, cur, prev_larger = cur, cell.out_channels, True
             for _ in range(cells_per_stack):
@@ -172,6 +184,10 @@ class CellNet(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cur, num_classes)
+        # the last cell at each resolution: before each reduction cell, and the last
+        last = [k for k in range(len(cells)) if k == len(cells) - 1 or k + 1 in reducing]
+        self.feature_info = [FeatureInfo(f"cell{k}", f"cells.{k}", cells[k].out_channels, 2 ** stage)
+                             for stage, k in enumerate(last)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prev, cur = None, self.stem(x)
