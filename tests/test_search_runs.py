@@ -72,16 +72,13 @@ def test_a_search_killed_with_sigkill_resumes_to_the_same_trials(tmp_path):
 
 def test_two_workers_share_one_optuna_storage_without_losing_a_trial(tmp_path):
     out = tmp_path / "shared"
-    trials = 10
-    main = subprocess.Popen([sys.executable, "-m", "convatlas", "search", "mini", "--trials", str(trials), "--out", str(out),
-                             "--best-epochs", "0", "--quiet", *TINY_FLAGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (out / "search.yaml").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    joined = subprocess.run([sys.executable, "-m", "convatlas", "search", "--join", str(out), "--quiet"],
-                            capture_output=True, text=True, timeout=600)
-    assert joined.returncode == 0, joined.stderr
-    assert main.wait(timeout=600) == 0, main.stderr.read().decode()
+    run_search("mini", trials=1, out=out, proxy=TINY, quiet=True)  # the search, its storage and one trial
+    trials = 11
+    # two workers start together on the same journal and share the remaining places
+    cmd = [sys.executable, "-m", "convatlas", "search", "--join", str(out), "--trials", str(trials), "--quiet"]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=600) == 0, w.stderr.read().decode()
     import optuna
 
     from convatlas.search.runner import _finished, _storage
@@ -92,7 +89,7 @@ def test_two_workers_share_one_optuna_storage_without_losing_a_trial(tmp_path):
     assert len(complete) == trials == len(rows)
     assert sorted(r["trial"] for r in rows) == list(range(trials))  # each place once: none lost, none twice
     assert {r["number"] for r in rows} == {t.number for t in complete}
-    assert len({r["worker"] for r in rows}) == 2  # both workers trained some
+    assert len({r["worker"] for r in rows}) == 3  # the first trial's and both workers'
     assert all((out / r["run_dir"] / "summary.json").exists() for r in rows)
 
 
