@@ -1,6 +1,6 @@
 """Build the tabulated benchmark ``mini_digits``: all 512 members of the ``mini`` space trained
 once with the default proxy, written to ``src/convatlas/search/tables/mini_digits.json``
-(continued where it stopped if interrupted). About 25 minutes on two cores.
+(continued where it stopped if interrupted). About half an hour on two cores.
 
     python scripts/build_search_table.py
 """

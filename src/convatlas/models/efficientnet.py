@@ -226,6 +226,34 @@ class MBConv(nn.Module):
         return out
 
 
+def mbconv_stages(stages: list[Stage], stochastic_depth: float, norm: Callable[[int], nn.Module]) -> list[nn.Sequential]:
+    """One ``nn.Sequential`` of MBConv blocks per stage: the first block of a stage takes its stride
+    and input width; the drop-connect rate grows linearly from 0 to ``stochastic_depth`` over all blocks."""
+    total, index, built = sum(s.repeats for s in stages), 0, []
+    for s in stages:
+        blocks = []
+        for i in range(s.repeats):
+            blocks.append(MBConv(s.in_channels if i == 0 else s.out_channels, s.out_channels, s.kernel,
+                                 s.stride if i == 0 else 1, s.expand_ratio,
+                                 drop_rate=stochastic_depth * index / total, norm=norm))
+            index += 1
+        built.append(nn.Sequential(*blocks))
+    return built
+
+
+def stage_feature_info(stages: list[Stage], head: int, reduction: int) -> list[FeatureInfo]:
+    """The last stage at each resolution (``features[i]`` is stage ``i``, after a stem of stride
+    ``reduction``), then the head conv; named by Table 1's stage numbers (stage ``i + 1``)."""
+    info = []
+    for i, s in enumerate(stages, start=1):
+        following = stages[i] if i < len(stages) else None
+        reduction *= s.stride
+        if following is not None and following.stride > 1:
+            info.append(FeatureInfo(f"stage{i + 1}", f"features.{i}", s.out_channels, reduction))
+    info.append(FeatureInfo(f"stage{len(stages) + 2}", f"features.{len(stages) + 1}", head, reduction))
+    return info
+
+
 class EfficientNet(nn.Module):
     """EfficientNet with width/depth multipliers: ``features[0]`` stem (stage 1 of Table 1),
     ``features[1..7]`` the MBConv stages 2-8, ``features[8]`` the 1x1 head conv (stage 9).
@@ -248,22 +276,7 @@ class EfficientNet(nn.Module):
         silu = partial(nn.SiLU, inplace=True)
         stages = scale_stages(scaling.width_mult, scaling.depth_mult)
         layers: list[nn.Module] = [ConvNormAct(3, stages[0].in_channels, 3, 2, norm=norm, act=silu)]
-        total = sum(s.repeats for s in stages)
-        index = 0
-        for s in stages:
-            blocks = []
-            for i in range(s.repeats):
-                blocks.append(MBConv(
-                    s.in_channels if i == 0 else s.out_channels,
-                    s.out_channels,
-                    s.kernel,
-                    s.stride if i == 0 else 1,
-                    s.expand_ratio,
-                    drop_rate=stochastic_depth * index / total,
-                    norm=norm,
-                ))
-                index += 1
-            layers.append(nn.Sequential(*blocks))
+        layers += mbconv_stages(stages, stochastic_depth, norm)
         head = make_divisible(HEAD_CHANNELS * scaling.width_mult, 8)
         layers.append(ConvNormAct(stages[-1].out_channels, head, 1, norm=norm, act=silu))
         self.features = nn.Sequential(*layers)
@@ -275,21 +288,9 @@ class EfficientNet(nn.Module):
         self.scaling = scaling
         self.stages = stages
         self.input_size = (3, scaling.resolution, scaling.resolution)
-        self.feature_info = self._feature_info(stages, head)
+        self.feature_info = stage_feature_info(stages, head, reduction=2)  # after the 3x3/2 stem
         # The release's initialisers: He normal (fan_out) convolutions, uniform(+-1/sqrt(out)) dense.
         init_weights(self, conv=kaiming_normal(mode="fan_out"), linear=uniform_fan_out)
-
-    @staticmethod
-    def _feature_info(stages: list[Stage], head: int) -> list[FeatureInfo]:
-        """The last stage of Table 1 at each resolution; ``features[i]`` is stage ``i + 1``."""
-        info, reduction = [], 2  # after the 3x3/2 stem
-        for i, s in enumerate(stages, start=1):
-            following = stages[i] if i < len(stages) else None
-            reduction *= s.stride
-            if following is not None and following.stride > 1:
-                info.append(FeatureInfo(f"stage{i + 1}", f"features.{i}", s.out_channels, reduction))
-        info.append(FeatureInfo(f"stage{len(stages) + 2}", f"features.{len(stages) + 1}", head, reduction))
-        return info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -505,37 +506,17 @@ class EfficientNetMini(nn.Module):
                         width(s.out_channels * width_mult), int(math.ceil(s.repeats * depth_mult)))
                   for s in MINI_BASELINE]
         stages[0] = replace(stages[0], in_channels=stem)
-        total, index = sum(s.repeats for s in stages), 0
-        for s in stages:
-            blocks = []
-            for i in range(s.repeats):
-                blocks.append(MBConv(s.in_channels if i == 0 else s.out_channels, s.out_channels, s.kernel,
-                                     s.stride if i == 0 else 1, s.expand_ratio,
-                                     drop_rate=stochastic_depth * index / total, norm=norm))
-                index += 1
-            layers.append(nn.Sequential(*blocks))
+        layers += mbconv_stages(stages, stochastic_depth, norm)
         head = width(MINI_HEAD * width_mult)
         layers.append(ConvNormAct(stages[-1].out_channels, head, 1, norm=norm, act=silu))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(OrderedDict(dropout=nn.Dropout(dropout), fc=nn.Linear(head, num_classes)))
         self.stages = stages
-        self.feature_info = self._mini_feature_info(stages, head)
+        self.feature_info = stage_feature_info(stages, head, reduction=1)  # the stem keeps the size
         self.scaling = (float(width_mult), float(depth_mult), int(resolution))
         self.input_size = (in_channels, resolution, resolution)
         init_weights(self, conv=kaiming_normal(mode="fan_out"), linear=uniform_fan_out)
-
-    @staticmethod
-    def _mini_feature_info(stages: list[Stage], head: int) -> list[FeatureInfo]:
-        """The last stage at each resolution (``features[i]`` is stage ``i``; the stem keeps the size)."""
-        info, reduction = [], 1
-        for i, s in enumerate(stages, start=1):
-            reduction *= s.stride
-            following = stages[i] if i < len(stages) else None
-            if following is not None and following.stride > 1:
-                info.append(FeatureInfo(f"stage{i}", f"features.{i}", s.out_channels, reduction))
-        info.append(FeatureInfo("head", f"features.{len(stages) + 1}", head, reduction))
-        return info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

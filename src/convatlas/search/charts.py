@@ -38,6 +38,17 @@ def _figure(width: float = 7, height: float = 4.2) -> Any:
     return Figure(figsize=(width, height), dpi=110)
 
 
+def _finish(fig: Any, ax: Any, path: str | Path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
 def plot_best_so_far(curves: Mapping[str, Sequence[Sequence[float]]], path: str | Path, *,
                      ylabel: str = "best validation accuracy so far", title: str = "") -> Path:
     """``curves``: per strategy, one best-so-far series per seed. The median over seeds is drawn,
@@ -53,14 +64,7 @@ def plot_best_so_far(curves: Mapping[str, Sequence[Sequence[float]]], path: str 
         if len(runs) > 1:
             ax.fill_between(x, np.percentile(data, 25, axis=0), np.percentile(data, 75, axis=0),
                             color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("trials")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title or "best so far")
-    fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return _finish(fig, ax, path, "trials", ylabel, title or "best so far")
 
 
 def plot_pareto(rows: Sequence[Mapping[str, Any]], path: str | Path, *, title: str = "") -> Path:
@@ -72,14 +76,8 @@ def plot_pareto(rows: Sequence[Mapping[str, Any]], path: str | Path, *, title: s
     ax.scatter(macs, acc, s=14, alpha=0.5, label="trials")
     front = pareto_front(list(zip(macs, acc)))
     ax.plot([macs[i] for i in front], [acc[i] for i in front], "o-", color="C3", markersize=4, label="Pareto front")
-    ax.set_xlabel("MACs per image (millions, meta-device analysis)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title or "accuracy against cost")
-    fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return _finish(fig, ax, path, "MACs per image (millions, meta-device analysis)", "validation accuracy (%)",
+                   title or "accuracy against cost")
 
 
 def plot_controller(updates: Sequence[Mapping[str, float]], path: str | Path, *, title: str = "") -> Path:

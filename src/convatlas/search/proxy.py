@@ -12,7 +12,9 @@ trials would otherwise keep a few hundred megabytes).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import shutil
 import time
@@ -144,9 +146,6 @@ def evaluate_network(build: Callable[[int, int], torch.nn.Module], proxy: ProxyC
                 "dataset": splits.name}
     head = {"task": "classification", "model": model_name, "dataset": splits.name, "params": params, "macs": macs}
     record = {"model": model_name, "variant_args": variants, "proxy": proxy.to_dict(), "seed": seed}
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):  # the search shows its own progress
         result = fit(model, task, cfg, run_dir, env, runtime(cfg, env), describe=describe, summary_head=head,
                      record=record, title=title or "nas trial")

@@ -122,10 +122,12 @@ def read_trials(out: str | os.PathLike) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _finished(study: Any) -> list[Any]:
+def _finished(study: Any, trials: list[Any] | None = None) -> list[Any]:
+    """The complete trials (of ``trials``, else the study's), in the order they finished."""
     from optuna.trial import TrialState
 
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
     return sorted(done, key=lambda t: (t.datetime_complete, t.number))
 
 
@@ -224,14 +226,15 @@ def run_search(space: str | None = None, *, strategy: str | None = None, trials:
         replayed += 1
 
     display = _Progress(quiet, settings, trials, replayed)
+    rows: list[dict[str, Any]] | None = None
     try:
         while True:
-            for t in _finished(study):  # other workers' trials
+            ledger = study.get_trials(deepcopy=False)  # read once per trial
+            for t in _finished(study, ledger):  # other workers' trials
                 if t.number not in known:
                     strat.tell(tuple(t.user_attrs["point"]), t.value)
                     known.add(t.number)
-            alive = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-            if len(alive) >= trials:
+            if sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in ledger) >= trials:
                 break
             point = strat.ask()
             trial = study.ask()
@@ -264,7 +267,8 @@ def run_search(space: str | None = None, *, strategy: str | None = None, trials:
                 on_trial(rows[-1])
     finally:
         display.close()
-    rows = _export(study, out, strat)
+    if rows is None:  # nothing ran here (a finished search resumed): the files from the ledger
+        rows = _export(study, out, strat)
     if not rows:
         raise SearchError(f"{out}: no trial finished")
     best = max(rows, key=lambda r: (r["reward"], -r["trial"]))

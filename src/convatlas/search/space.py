@@ -31,6 +31,7 @@ checks every field and raises :class:`GenotypeError` naming it.
 
 from __future__ import annotations
 
+import abc
 import difflib
 import itertools
 import math
@@ -82,7 +83,7 @@ class Decision:
         return len(self.options)
 
 
-class SearchSpace:
+class SearchSpace(abc.ABC):
     """A space of genotypes: ``decisions`` (one option index each make a point), the conversion
     between points and genotypes, sampling, mutation and enumeration. Subclasses set
     ``name``, ``settings`` (what else the decoder needs, saved in every genotype as ``options``)
@@ -127,11 +128,13 @@ class SearchSpace:
         return tuple(int(v) for v in point)
 
     # --- genotypes
+    @abc.abstractmethod
     def genotype(self, point: Sequence[int]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The genotype (a plain mapping) of ``point``."""
 
+    @abc.abstractmethod
     def point(self, genotype: Mapping[str, Any]) -> tuple[int, ...]:
-        raise NotImplementedError
+        """The point of ``genotype``; :class:`GenotypeError` names a field outside this space."""
 
     def describe(self) -> str:
         return f"{self.name}: {len(self.decisions)} decisions, {self.size:,} members"

@@ -22,6 +22,7 @@ a search's trials rebuilds it exactly (that is how ``--resume`` works).
 
 from __future__ import annotations
 
+import abc
 import difflib
 import math
 import random
@@ -46,7 +47,7 @@ class BudgetError(ValueError):
     """A trial budget too small for the strategy (evolution's population)."""
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """ask/tell over the points of ``space``; deterministic given ``seed`` and the calls made."""
 
     name = ""
@@ -57,8 +58,9 @@ class Strategy:
         self.rng = random.Random(seed)
         self.told = 0
 
+    @abc.abstractmethod
     def ask(self) -> tuple[int, ...]:
-        raise NotImplementedError
+        """The next point to evaluate."""
 
     def tell(self, point: Sequence[int], reward: float) -> None:
         if not math.isfinite(reward):

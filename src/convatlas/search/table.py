@@ -5,7 +5,7 @@ seeds in seconds by lookup.
 ``mini_digits`` holds the 512 members of the ``mini`` space trained with the default proxy
 (3,000 / 1,000 of the embedded digits' training images at 14 px, 2 epochs, seed = the member's
 index in :meth:`SearchSpace.enumerate` order): validation accuracy and loss, MACs, parameters
-and training seconds. ``scripts/build_search_table.py`` rebuilds it (about 25 minutes on two
+and training seconds. ``scripts/build_search_table.py`` rebuilds it (about half an hour on two
 cores). :func:`simulate` runs a strategy against a table: each ask is answered by the table's
 validation accuracy, and the regret after ``n`` evaluations is the best accuracy of the table
 minus the best found so far.
